@@ -1,0 +1,77 @@
+"""Known checkpoint key layouts and their renaming into ours.
+
+Our names follow timm's where timm has the model, so timm files need renaming only for ConvMixer; shape
+differences (timm's 1x1-conv MLPs, the authors' (1,1,1,C) GRN tensors) are reshaped when loading.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class KeyFormat:
+    """A key layout: how to recognise it and how its names map onto ours (first matching rule wins)."""
+
+    name: str
+    signature: str
+    rules: tuple[tuple[str, Any], ...] = ()  # (pattern, replacement string or function)
+
+    def matches(self, keys: list[str]) -> bool:
+        pattern = re.compile(self.signature)
+        return any(pattern.search(k) for k in keys)
+
+    def rename(self, key: str) -> str:
+        for pattern, repl in self.rules:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                return new
+        return key
+
+
+_CONVNEXT_BLOCK = (
+    (r"\.dwconv\.", ".conv_dw."),
+    (r"\.pwconv1\.", ".mlp.fc1."),
+    (r"\.pwconv2\.", ".mlp.fc2."),
+    (r"\.grn\.gamma$", ".mlp.grn.weight"),
+    (r"\.grn\.beta$", ".mlp.grn.bias"),
+)
+_HEAD = ((r"^norm\.", "head.norm."), (r"^head\.(weight|bias)$", r"head.fc.\1"))
+
+
+def _official_convnext_rules() -> tuple[tuple[str, str], ...]:
+    block = tuple((r"^stages\.(\d+)\.(\d+)" + p, r"stages.\1.blocks.\2" + r) for p, r in _CONVNEXT_BLOCK)
+    block += ((r"^stages\.(\d+)\.(\d+)\.(norm|gamma)", r"stages.\1.blocks.\2.\3"),)
+    return ((r"^downsample_layers\.0\.", "stem."),
+            (r"^downsample_layers\.(\d+)\.", r"stages.\1.downsample."),) + block + _HEAD
+
+
+def _official_isotropic_rules() -> tuple[tuple[str, str], ...]:
+    return tuple((r"^(blocks\.\d+)" + p, r"\1" + r) for p, r in _CONVNEXT_BLOCK) + _HEAD
+
+
+def _convmixer_rules(block: str, offset: int) -> tuple[tuple[str, Any], ...]:
+    """ConvMixer block renames; ``block`` matches the block index, ``offset`` is subtracted from it."""
+    def sub(part: str) -> Callable[[re.Match], str]:
+        return lambda m: f"blocks.{int(m[1]) - offset}.{part}."
+    return ((block + r"\.0\.fn\.0\.", sub("conv_dw")), (block + r"\.0\.fn\.2\.", sub("norm_dw")),
+            (block + r"\.1\.", sub("conv_pw")), (block + r"\.3\.", sub("norm_pw")))
+
+
+FORMATS: tuple[KeyFormat, ...] = (
+    KeyFormat("convnext-official", r"^downsample_layers\.0\.0\.weight$", _official_convnext_rules()),
+    KeyFormat("convnext-isotropic-official", r"^blocks\.\d+\.dwconv\.weight$", _official_isotropic_rules()),
+    KeyFormat("convmixer-timm", r"^blocks\.\d+\.0\.fn\.0\.weight$",
+              _convmixer_rules(r"^blocks\.(\d+)", 0) + ((r"^head\.(weight|bias)$", r"head.fc.\1"),)),
+    # the authors' nn.Sequential: 0 conv, 1 act, 2 BN, 3.. blocks, then pool, flatten, Linear
+    KeyFormat("convmixer-official", r"^\d+\.0\.fn\.0\.weight$",
+              ((r"^([02])\.", r"stem.\1."), (r"^\d+\.(weight|bias)$", r"head.fc.\1"))
+              + _convmixer_rules(r"^(\d+)", 3)),
+)
+NATIVE = KeyFormat("modernconv/timm", r"")
+
+
+def detect_format(keys: list[str]) -> KeyFormat:
+    """The first known foreign layout whose signature appears in ``keys``; else ours (= timm's)."""
+    return next((f for f in FORMATS if f.matches(keys)), NATIVE)

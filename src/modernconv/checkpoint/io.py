@@ -1,0 +1,116 @@
+"""Reading checkpoint files safely and writing our own atomically."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..errors import CheckpointError
+
+FORMAT_TAG = "modernconv"
+_WRAPPER_KEYS = ("model", "state_dict", "model_state", "module")
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a .safetensors, .pth or .pt file, with wrappers and prefixes stripped.
+
+    Pickles are read with ``weights_only=True``: a file that needs code to unpickle is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    if _is_safetensors(path):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = dict(f.metadata() or {})
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: corrupt or unreadable safetensors file ({e})") from None
+        return strip_wrappers(tensors, path), metadata
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: refused to unpickle objects that are not plain tensors and containers "
+                              f"(weights_only=True): {str(e).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
+    return strip_wrappers(obj, path), {}
+
+
+def _is_safetensors(path: Path) -> bool:
+    """Safetensors files start with an 8-byte little-endian header length followed by a JSON object."""
+    if path.suffix == ".safetensors":
+        return True
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
+def strip_wrappers(obj: Any, source: Path | str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Unwrap {"model": ...}-style containers and drop DDP / torch.compile name prefixes."""
+    while isinstance(obj, Mapping) and not _is_tensor_dict(obj):
+        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            raise CheckpointError(f"{source}: no state dict found (top-level keys: {sorted(map(str, obj))[:8]})")
+        obj = inner
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{source}: does not hold a state dict of tensors")
+    out = {}
+    for key, value in obj.items():
+        for prefix in _PREFIXES:
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def _is_tensor_dict(obj: Mapping) -> bool:
+    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def save_checkpoint(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike,
+                    metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write weights as safetensors atomically (temp file + rename), tagged with the model name and options.
+
+    A model's ``model_name`` and JSON-serialisable ``model_kwargs`` are stored so the file can rebuild it.
+    """
+    path = Path(path)
+    meta: dict[str, str] = {"format": FORMAT_TAG}
+    if isinstance(model_or_state, torch.nn.Module):
+        state = model_or_state.state_dict()
+        if hasattr(model_or_state, "model_name"):
+            meta["model"] = model_or_state.model_name
+        kwargs = getattr(model_or_state, "model_kwargs", {})
+        meta["model_kwargs"] = json.dumps({k: v for k, v in kwargs.items() if _jsonable(v)})
+    else:
+        state = dict(model_or_state)
+    for k, v in (metadata or {}).items():
+        meta[k] = v if isinstance(v, str) else json.dumps(v)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except TypeError:
+        return False

@@ -1,0 +1,119 @@
+"""Fitting a checkpoint's tensors to a model: rename, reshape, adapt the stem, report what differs."""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from .formats import detect_format
+from .io import read_checkpoint
+
+CLASSIFIER_PREFIX = "head.fc."
+
+
+@dataclass
+class LoadReport:
+    """What happened when a checkpoint was fitted to a model."""
+
+    source_format: str
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)  # "name: checkpoint shape vs model shape"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def problems(self) -> str:
+        parts = []
+        for label, items in (("missing", self.missing), ("unexpected", self.unexpected),
+                             ("mis-shaped", self.mismatched)):
+            if items:
+                shown = ", ".join(items[:6]) + (f", ... ({len(items)} in all)" if len(items) > 6 else "")
+                parts.append(f"{label}: {shown}")
+        return "; ".join(parts)
+
+
+def fit_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+                   in_chans: int | None = None) -> tuple[dict[str, torch.Tensor], LoadReport]:
+    """Convert ``source`` (any known layout) to the names and shapes of ``target`` (a model's state dict,
+    possibly on the meta device). Returns the tensors that fit and a report of the rest."""
+    fmt = detect_format(list(source))
+    report = LoadReport(fmt.name)
+    renamed = {fmt.rename(k): v for k, v in source.items()}
+    first_conv = _first_conv_key(target, in_chans)
+    fitted = {}
+    for key, value in renamed.items():
+        if key not in target:
+            report.unexpected.append(key)
+            continue
+        want = target[key].shape
+        if value.shape == want:
+            fitted[key] = value
+        elif value.numel() == math.prod(want) and _squeeze(value.shape) == _squeeze(want):
+            fitted[key] = value.reshape(want)
+        elif key == first_conv and value.ndim == 4 and value.shape[0] == want[0] and value.shape[2:] == want[2:]:
+            fitted[key] = adapt_input_conv(value, want[1])
+            report.notes.append(f"adapted the first conv {key} from {value.shape[1]} to {want[1]} input channels")
+        else:
+            report.mismatched.append(f"{key}: {tuple(value.shape)} vs {tuple(want)}")
+    report.missing = [k for k in target if k not in renamed]
+    return fitted, report
+
+
+def _squeeze(shape: torch.Size) -> tuple[int, ...]:
+    return tuple(d for d in shape if d != 1)
+
+
+def _first_conv_key(target: dict[str, torch.Tensor], in_chans: int | None) -> str | None:
+    """The stem conv: the first 4-D weight, if its input channels are the model's."""
+    key = next((k for k, v in target.items() if v.ndim == 4 and k.endswith("weight")), None)
+    if key is None or (in_chans is not None and target[key].shape[1] != in_chans):
+        return None
+    return key
+
+
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """Stem weights for another channel count: summed for 1 channel, else tiled and rescaled so that
+    an input whose channels are all equal gives the same response."""
+    src = weight.shape[1]
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    reps = math.ceil(in_chans / src)
+    return weight.repeat(1, reps, 1, 1)[:, :in_chans] * (src / in_chans)
+
+
+def _is_classifier_only(report: LoadReport) -> bool:
+    names = report.missing + report.unexpected + [m.split(":")[0] for m in report.mismatched]
+    return bool(names) and all(n.startswith(CLASSIFIER_PREFIX) for n in names)
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:
+    """Load any supported checkpoint into ``model`` (ours, timm's, the authors' releases; .safetensors,
+    .pth, .pt), converting names and shapes.
+
+    If only the classifier differs (e.g. fine-tuning to new classes) the rest is loaded and a warning
+    says so. Any other difference raises CheckpointError listing it, unless ``strict=False``.
+    """
+    source, _ = read_checkpoint(path)
+    target = model.state_dict()
+    fitted, report = fit_state_dict(source, target, getattr(model, "in_chans", None))
+    if not report.clean:
+        if _is_classifier_only(report):
+            for k in [k for k in fitted if k.startswith(CLASSIFIER_PREFIX)]:
+                del fitted[k]
+            report.notes.append("classifier not loaded (checkpoint and model differ in classes); "
+                                "it keeps its fresh initialisation")
+        elif strict:
+            raise CheckpointError(f"{path} does not fit {getattr(model, 'model_name', type(model).__name__)} "
+                                  f"(checkpoint layout: {report.source_format}): {report.problems()}")
+    model.load_state_dict(fitted, strict=False)
+    for note in report.notes:
+        warnings.warn(f"{os.fspath(path)}: {note}", stacklevel=2)
+    return report

@@ -1,0 +1,20 @@
+"""Errors a user can cause. The CLI prints their message as one line and exits non-zero."""
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for (bad name, path, file, option or input)."""
+
+
+class ModelNotFoundError(UserError, KeyError):
+    """The requested model name is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class CheckpointError(UserError):
+    """A checkpoint file is unreadable, corrupt, or does not fit the model."""
+
+
+class InputShapeError(UserError, ValueError):
+    """An input tensor's channels or spatial size do not fit the model."""

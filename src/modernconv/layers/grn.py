@@ -1,0 +1,25 @@
+"""Global Response Normalization (ConvNeXt V2)."""
+import torch
+from torch import nn
+
+
+class GlobalResponseNorm(nn.Module):
+    """GRN on channels-last input (N, H, W, C).
+
+    G = per-sample, per-channel L2 norm over H and W; Nx = G / (mean_C G + eps);
+    out = gamma * (x * Nx) + beta + x, with gamma (``weight``) and beta (``bias``) zero-initialised.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def response(self, x: torch.Tensor) -> torch.Tensor:
+        """The normalised response Nx, shape (N, 1, 1, C)."""
+        g = torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True)
+        return g / (g.mean(dim=-1, keepdim=True) + self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.addcmul(self.bias, self.weight, x * self.response(x))

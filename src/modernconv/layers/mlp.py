@@ -1,0 +1,29 @@
+"""The channel MLP of ConvNeXt-style blocks, on channels-last tensors."""
+import torch
+from torch import nn
+
+from .grn import GlobalResponseNorm
+
+
+class Mlp(nn.Module):
+    """Linear(C -> hidden) -> activation -> [GRN(hidden)] -> Linear(hidden -> C).
+
+    Equivalent to a pair of 1x1 convs; works on the last dimension of (N, H, W, C) tensors.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden_dim: int,
+        act_layer: type[nn.Module] = nn.GELU,
+        use_grn: bool = False,
+        fc2_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = act_layer()
+        self.grn = GlobalResponseNorm(hidden_dim) if use_grn else nn.Identity()
+        self.fc2 = nn.Linear(hidden_dim, dim, bias=fc2_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.grn(self.act(self.fc1(x))))

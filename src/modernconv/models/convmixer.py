@@ -1,0 +1,72 @@
+"""ConvMixer (Patches Are All You Need?, arXiv 2201.09792).
+
+  stem: Conv p x p stride p -> activation -> BatchNorm
+  block (x depth): x = x + BN(act(depthwise Conv k x k, "same")(x)); x = BN(act(Conv 1x1(x)))
+  head: global average pool -> Linear
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..layers import CheckpointSequential, ClassifierHead
+from .base import DataConfig, ModernConvNet
+from .registry import register_model
+
+
+class ConvMixerBlock(nn.Module):
+    """Depthwise mixing with a residual, then pointwise mixing without one."""
+
+    def __init__(self, dim: int, kernel_size: int, act_layer: type[nn.Module]) -> None:
+        super().__init__()
+        self.conv_dw = nn.Conv2d(dim, dim, kernel_size, groups=dim, padding="same")
+        self.act_dw = act_layer()
+        self.norm_dw = nn.BatchNorm2d(dim)
+        self.conv_pw = nn.Conv2d(dim, dim, 1)
+        self.act_pw = act_layer()
+        self.norm_pw = nn.BatchNorm2d(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.norm_dw(self.act_dw(self.conv_dw(x)))
+        return self.norm_pw(self.act_pw(self.conv_pw(x)))
+
+
+class ConvMixer(ModernConvNet):
+    """ConvMixer-h/d with kernel ``kernel_size`` and patch ``patch_size``."""
+
+    def __init__(self, dim: int = 768, depth: int = 32, kernel_size: int = 7, patch_size: int = 7,
+                 in_chans: int = 3, num_classes: int = 1000, act_layer: type[nn.Module] = nn.GELU,
+                 drop_rate: float = 0.0) -> None:
+        super().__init__()
+        self.in_chans = in_chans
+        self.input_stride = patch_size
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, dim, patch_size, stride=patch_size), act_layer(),
+                                  nn.BatchNorm2d(dim))
+        self.blocks = CheckpointSequential(*(ConvMixerBlock(dim, kernel_size, act_layer) for _ in range(depth)))
+        self.feature_info = [dict(num_chs=dim, reduction=patch_size, module=f"blocks.{i}") for i in range(depth)]
+        self.head = ClassifierHead(dim, num_classes, use_norm=False, drop_rate=drop_rate)
+
+    def feature_stages(self) -> Sequence[nn.Module]:
+        return list(self.blocks)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str | list]:
+        return dict(stem=r"^stem", blocks=r"^blocks\.(\d+)")
+
+
+_IMAGENET = DataConfig(crop_pct=0.96)
+_CIFAR = DataConfig(input_size=(3, 32, 32), mean=(0.4914, 0.4822, 0.4465), std=(0.2471, 0.2435, 0.2616),
+                    crop_pct=1.0)
+
+register_model("convmixer_1536_20", "convmixer", ConvMixer, _IMAGENET, dim=1536, depth=20, kernel_size=9,
+               patch_size=7)
+register_model("convmixer_768_32", "convmixer", ConvMixer, _IMAGENET, dim=768, depth=32, kernel_size=7,
+               patch_size=7, act_layer=nn.ReLU)
+register_model("convmixer_1024_20_ks9_p14", "convmixer", ConvMixer, _IMAGENET, dim=1024, depth=20, kernel_size=9,
+               patch_size=14)
+register_model("convmixer_256_8", "convmixer", ConvMixer, _CIFAR, dim=256, depth=8, kernel_size=5, patch_size=2,
+               num_classes=10)
