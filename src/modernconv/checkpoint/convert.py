@@ -1,0 +1,65 @@
+"""Converting any supported checkpoint into our safetensors, inferring the model from tensor shapes."""
+from __future__ import annotations
+
+import inspect
+import os
+
+import torch
+
+from ..errors import CheckpointError
+from ..models import create_model, get_model_spec, list_models
+from .formats import detect_format
+from .io import read_checkpoint, save_checkpoint
+from .load import CLASSIFIER_PREFIX, LoadReport, fit_state_dict
+
+
+def _head_and_channels(source: dict[str, torch.Tensor]) -> dict[str, int]:
+    """``num_classes`` and ``in_chans`` implied by a checkpoint's tensors."""
+    fmt = detect_format(list(source))
+    renamed = {fmt.rename(k): v for k, v in source.items()}
+    head = renamed.get(CLASSIFIER_PREFIX + "weight")
+    stem = next((v for v in renamed.values() if v.ndim == 4), None)
+    return dict(num_classes=head.shape[0] if head is not None else 0,
+                in_chans=stem.shape[1] if stem is not None else 3)
+
+
+def _problem_count(report: LoadReport) -> int:
+    return len(report.missing) + len(report.unexpected) + len(report.mismatched)
+
+
+def fit_to_model(source: dict[str, torch.Tensor], name: str | None = None
+                 ) -> tuple[str, dict[str, int], dict[str, torch.Tensor], LoadReport]:
+    """The registered model that ``source`` fits exactly (only ``name`` if given), tried on the meta device.
+
+    Returns (model name, the num_classes / in_chans it needs, converted tensors, report).
+    """
+    options = _head_and_channels(source)
+    closest: tuple[str, LoadReport] | None = None
+    for candidate in [get_model_spec(name).name] if name else list_models():
+        with torch.device("meta"):
+            target = create_model(candidate, **options).state_dict()
+        fitted, report = fit_state_dict(source, target, options["in_chans"])
+        if report.clean:
+            return candidate, options, fitted, report
+        if closest is None or _problem_count(report) < _problem_count(closest[1]):
+            closest = (candidate, report)
+    if name:
+        raise CheckpointError(f"checkpoint does not fit {name}: {closest[1].problems()}")
+    raise CheckpointError(f"checkpoint matches no registered model exactly (closest: {closest[0]}: "
+                          f"{closest[1].problems()}); pass --model to choose one")
+
+
+def _non_default(name: str, options: dict[str, int]) -> dict[str, int]:
+    spec = get_model_spec(name)
+    params = inspect.signature(spec.builder).parameters
+    return {k: v for k, v in options.items() if v != spec.arch.get(k, params[k].default)}
+
+
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, model: str | None = None
+                       ) -> tuple[str, LoadReport]:
+    """Read ``src`` in any supported layout and write ``dst`` as modernconv safetensors."""
+    source, metadata = read_checkpoint(src)
+    name, options, fitted, report = fit_to_model(source, model or metadata.get("model"))
+    save_checkpoint(fitted, dst, metadata={"model": name, "model_kwargs": _non_default(name, options),
+                                           "source_format": report.source_format})
+    return name, report

@@ -1,0 +1,72 @@
+"""Shared test helpers: model size classes, valid input sizes and weight randomisation."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+import modernconv
+from modernconv.analysis import count_params
+
+LARGE_PARAMS = 60_000_000  # above this a model gets a 32-pixel forward only
+
+
+def meta_model(name: str, **kwargs) -> nn.Module:
+    with torch.device("meta"):
+        return modernconv.create_model(name, **kwargs)
+
+
+def is_large(name: str) -> bool:
+    return count_params(meta_model(name))[0] > LARGE_PARAMS
+
+
+def side_for(model: nn.Module, at_least: int) -> int:
+    """The smallest side >= ``at_least`` the model's stride allows."""
+    s = model.input_stride
+    return math.ceil(at_least / s) * s
+
+
+def randomize_(model_or_state: nn.Module | dict[str, torch.Tensor], seed: int = 0) -> None:
+    """Fill every tensor with values that keep activations O(1) and make every branch matter:
+    weights ~ N(0, 1/fan_in), norm/BN scales ~ U(0.5, 1.5), layer scale ~ U(0.5, 1), GRN ~ N(0, 0.5),
+    biases ~ N(0, 0.1), BN running statistics randomised."""
+    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    g = torch.Generator().manual_seed(seed)
+
+    with torch.no_grad():
+        for name, t in state.items():
+            if not t.is_floating_point():
+                continue
+            if "running_var" in name:
+                t.uniform_(0.5, 2.0, generator=g)
+            elif "running_mean" in name:
+                t.normal_(0, 0.2, generator=g)
+            elif "grn" in name:
+                t.normal_(0, 0.5, generator=g)
+            elif name.endswith("gamma"):
+                t.uniform_(0.5, 1.0, generator=g)
+            elif name.endswith("bias"):
+                t.normal_(0, 0.1, generator=g)
+            elif t.ndim == 1:
+                t.uniform_(0.5, 1.5, generator=g)
+            else:
+                fan_in = t[0].numel()
+                t.normal_(0, fan_in ** -0.5, generator=g)
+
+
+def calibrate_batchnorm_(model: nn.Module, x: torch.Tensor) -> None:
+    """Set every BatchNorm's running statistics to those of batch ``x`` so eval outputs stay O(1)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    was_training = model.training
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 1.0
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+    model.train(was_training)

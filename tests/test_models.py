@@ -1,0 +1,179 @@
+"""The model contract, parametrized over every registered model."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import modernconv
+from helpers import is_large, side_for
+from modernconv.errors import InputShapeError, ModelNotFoundError, UserError
+from modernconv.models.grouping import layer_ids
+
+ALL = modernconv.list_models()
+SMALL = [n for n in ALL if not is_large(n)]
+LARGE = [n for n in ALL if n not in SMALL]
+
+_cache: dict[str, torch.nn.Module] = {}
+
+
+def built(name: str) -> torch.nn.Module:
+    """One instance per small model for the whole module (building is the slow part)."""
+    if name not in _cache:
+        _cache[name] = modernconv.create_model(name, num_classes=7)
+    return _cache[name]
+
+
+def image(model, batch=2, side=64):
+    s = side_for(model, side)
+    return torch.randn(batch, model.in_chans, s, s)
+
+
+def test_registry_lists_every_family():
+    assert ALL == sorted(ALL)
+    for pattern in ("convnext_*", "convnextv2_*", "convnext_isotropic_*", "convmixer_*"):
+        assert modernconv.list_models(pattern)
+    assert modernconv.list_models("convnextv2_*") == [n for n in ALL if n.startswith("convnextv2_")]
+    assert modernconv.list_models("nothing*") == []
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_forward_backward(name):
+    model = built(name).train()
+    x = image(model)
+    out = model(x)
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    out.logsumexp(1).mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing
+    model.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_features_head_and_intermediates(name):
+    model = built(name).eval()
+    x = image(model)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        last = model.feature_info[-1]
+        assert feats.shape == (2, last["num_chs"], x.shape[2] // last["reduction"], x.shape[3] // last["reduction"])
+        assert torch.allclose(model.forward_head(feats), model(x), atol=1e-6)
+        assert model.forward_head(feats, pre_logits=True).shape == (2, model.num_features)
+        final, inter = model.forward_intermediates(x)
+        assert len(inter) == len(model.feature_info)
+        for t, info in zip(inter, model.feature_info):
+            assert t.shape[1] == info["num_chs"] and t.shape[2] == x.shape[2] // info["reduction"]
+        assert torch.equal(final, feats) and torch.equal(inter[-1], feats)
+        only = model.forward_intermediates(x, indices=[0, -1], intermediates_only=True)
+        assert len(only) == 2 and torch.equal(only[0], inter[0]) and torch.equal(only[1], feats)
+        assert torch.equal(model.forward_intermediates(x, indices=1, intermediates_only=True)[0], feats)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_reset_classifier(name):
+    model = modernconv.create_model(name)
+    x = image(model)
+    model.reset_classifier(5)
+    assert model.get_classifier().out_features == 5 and model(x).shape == (2, 5)
+    model.reset_classifier(0)
+    assert model(x).shape == (2, model.num_features) and model.num_classes == 0
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_checkpoint_round_trip(name, tmp_path):
+    model = built(name).eval()
+    path = modernconv.save_checkpoint(model, tmp_path / "m.safetensors")
+    again = modernconv.create_model(name, num_classes=7, pretrained=path).eval()
+    x = image(model)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_layer_groups_cover_every_parameter_in_depth_order(name):
+    model = built(name)
+    ids = layer_ids(model)
+    assert set(ids) == {n for n, _ in model.named_parameters()}
+    assert all(ids[n] == 0 for n in ids if n.startswith("stem."))
+    head = max(ids.values())
+    assert all(ids[n] == head for n in ids if n.startswith("head."))
+    assert sorted(set(ids.values())) == list(range(head + 1))
+    order = [ids[n] for n in ids if not n.startswith("head.")]
+    assert order == sorted(order)  # registration order runs from the stem to the head
+
+
+@pytest.mark.parametrize("name", LARGE)
+def test_large_models_forward_small_input(name):
+    model = modernconv.create_model(name).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, side_for(model, 32), side_for(model, 32)))
+    assert out.shape == (1, 1000) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ["convnext_atto", "convnextv2_atto", "convmixer_256_8", "convnext_isotropic_small"])
+def test_gradient_checkpointing_gives_same_gradients(name):
+    torch.manual_seed(1)
+    model = modernconv.create_model(name, num_classes=3).train()
+    x = image(model)
+    grads = []
+    for enable in (False, True):
+        model.set_grad_checkpointing(enable)
+        model.zero_grad()
+        torch.manual_seed(2)
+        model(x).square().mean().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_drop_path_is_random_in_training_and_off_in_eval():
+    model = modernconv.create_model("convnext_atto", drop_path_rate=0.5, layer_scale_init_value=1.0)
+    x = torch.randn(2, 3, 64, 64)
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    model.eval()
+    assert torch.equal(model(x), model(x))
+
+
+def test_options_change_the_architecture():
+    model = modernconv.create_model("convnext_atto", in_chans=1, num_classes=0, kernel_size=5,
+                                    layer_scale_init_value=None, head_init_scale=0.0)
+    assert model.stem[0].in_channels == 1 and model.stages[0].blocks[0].conv_dw.kernel_size == (5, 5)
+    assert model.stages[0].blocks[0].gamma is None
+    assert model(torch.randn(1, 1, 64, 64)).shape == (1, 320)
+    assert model.data_config.input_size == (1, 224, 224) and len(model.data_config.mean) == 1
+    head = modernconv.create_model("convnext_atto", head_init_scale=0.0).head.fc
+    assert head.weight.abs().max() == 0 and head.bias.abs().max() == 0
+
+
+def test_data_configs():
+    assert modernconv.create_model("convnext_tiny").data_config.crop_pct == 0.875
+    cifar = modernconv.create_model("convmixer_256_8").data_config
+    assert cifar.input_size == (3, 32, 32)
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(ModelNotFoundError, match="did you mean convnext_tiny"):
+        modernconv.create_model("convnext_tinny")
+
+
+def test_unknown_option_is_a_user_error():
+    with pytest.raises(UserError, match="unexpected keyword argument 'depthz'"):
+        modernconv.create_model("convnext_atto", depthz=3)
+
+
+def test_wrong_channels_is_a_clear_error():
+    with pytest.raises(InputShapeError, match="expects 3 input channels, got 1"):
+        modernconv.create_model("convnext_atto")(torch.randn(1, 1, 64, 64))
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 200), w=st.integers(1, 200))
+def test_input_sizes_follow_the_stride(h, w):
+    model = built("convnext_atto").eval()
+    x = torch.randn(1, 3, h, w)
+    if h % 32 or w % 32:
+        with pytest.raises(InputShapeError, match="multiples of its stride 32"):
+            model.forward_features(x)
+    else:
+        with torch.no_grad():
+            assert model.forward_features(x).shape == (1, 320, h // 32, w // 32)
