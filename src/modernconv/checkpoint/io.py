@@ -1,9 +1,11 @@
 """Reading checkpoint files safely and writing our own atomically."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -37,10 +39,14 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
             raise CheckpointError(f"{path}: corrupt or unreadable safetensors file ({e})") from None
         return strip_wrappers(tensors, path), metadata
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):  # training scripts save their args
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path}: refused to unpickle objects that are not plain tensors and containers "
-                              f"(weights_only=True): {str(e).splitlines()[0]}") from None
+        code = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if code:
+            raise CheckpointError(f"{path}: refused to unpickle {code[1]}: only tensors and plain containers are "
+                                  "loaded (weights_only=True); re-save the weights from trusted code") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt pickle)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
     return strip_wrappers(obj, path), {}

@@ -49,11 +49,11 @@ def fit_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tens
     renamed = {fmt.rename(k): v for k, v in source.items()}
     first_conv = _first_conv_key(target, in_chans)
     fitted = {}
-    for key, value in renamed.items():
-        if key not in target:
-            report.unexpected.append(key)
+    for key, wanted in target.items():  # in the model's order, so reports read from stem to head
+        if key not in renamed:
+            report.missing.append(key)
             continue
-        want = target[key].shape
+        value, want = renamed[key], wanted.shape
         if value.shape == want:
             fitted[key] = value
         elif value.numel() == math.prod(want) and _squeeze(value.shape) == _squeeze(want):
@@ -63,7 +63,7 @@ def fit_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tens
             report.notes.append(f"adapted the first conv {key} from {value.shape[1]} to {want[1]} input channels")
         else:
             report.mismatched.append(f"{key}: {tuple(value.shape)} vs {tuple(want)}")
-    report.missing = [k for k in target if k not in renamed]
+    report.unexpected = [k for k in renamed if k not in target]
     return fitted, report
 
 

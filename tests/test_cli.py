@@ -1,0 +1,83 @@
+"""The command line: output formats, exit codes and one-line errors for user mistakes."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import modernconv
+from modernconv.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_lists_and_filters(capsys):
+    code, out, _ = run(capsys, "models", "convnextv2_*")
+    assert code == 0 and out.split() == modernconv.list_models("convnextv2_*")
+    code, _, err = run(capsys, "models", "resnet*")
+    assert code == 2 and err.count("\n") == 1
+
+
+def test_info_json_matches_the_reference_table(capsys):
+    code, out, _ = run(capsys, "info", "convnext_tiny", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["params"] == 28589128 and info["trainable_params"] == 28589128
+    assert abs(info["gmacs"] - 4.456) / 4.456 < 0.01
+    assert [f["channels"] for f in info["features"]] == [96, 192, 384, 768]
+    assert [f["reduction"] for f in info["features"]] == [4, 8, 16, 32]
+
+
+def test_info_input_size_changes_macs_and_channels(capsys):
+    _, out, _ = run(capsys, "info", "convnext_tiny", "--json", "--input-size", "1", "448", "448")
+    info = json.loads(out)
+    assert info["input_size"] == [1, 448, 448] and abs(info["gmacs"] / 4.456 - 4) < 0.05
+    _, out, _ = run(capsys, "info", "convmixer_256_8")
+    assert "params           594,186" in out
+
+
+def test_bench_reports_throughput_and_memory(capsys):
+    code, out, _ = run(capsys, "bench", "convnext_atto", "--input-size", "3", "64", "64", "--batch-size", "2",
+                       "--warmup", "1", "--steps", "2", "--channels-last", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["images_per_s"] > 0 and result["peak_memory_mb"] > 0
+    code, out, _ = run(capsys, "bench", "convmixer_256_8", "--mode", "train", "--dtype", "bf16", "--batch-size", "2",
+                       "--warmup", "0", "--steps", "1")
+    assert code == 0 and "images/s" in out
+
+
+def test_convert_then_use(capsys, tmp_path):
+    model = modernconv.create_model("convnext_atto", num_classes=4)
+    torch.save({"model": {f"module.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "src.pth")
+    code, out, _ = run(capsys, "convert", str(tmp_path / "src.pth"), str(tmp_path / "dst.safetensors"))
+    assert code == 0 and "convnext_atto" in out
+    code, out, err = run(capsys, "bench", "convnext_atto", "--checkpoint", str(tmp_path / "dst.safetensors"),
+                         "--input-size", "3", "32", "32", "--batch-size", "1", "--steps", "1", "--warmup", "0")
+    assert code == 0 and "images/s" in out
+    assert err.startswith("modernconv: note:") and "classifier not loaded" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["info", "convnext_tinny"], "unknown model 'convnext_tinny'; did you mean convnext_tiny"),
+    (["info", "convmixer_768_32", "--input-size", "3", "100", "100"], "multiples of its stride 7"),
+    (["info", "convnext_tiny", "--input-size", "3", "x", "224"], "--input-size takes three integers"),
+    (["bench", "convnext_atto", "--checkpoint", "/no/such/file.pth"], "does not exist"),
+    (["bench", "convnext_atto", "--batch-size", "0"], "--batch-size"),
+    (["convert", "/no/such.pth", "out.safetensors"], "does not exist"),
+])
+def test_user_mistakes_give_one_line_and_exit_2(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_corrupt_checkpoint_from_a_real_process(tmp_path):
+    (tmp_path / "bad.safetensors").write_bytes(b"garbage" * 3)
+    proc = subprocess.run([sys.executable, "-m", "modernconv", "convert", str(tmp_path / "bad.safetensors"),
+                           str(tmp_path / "out.safetensors")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("modernconv: error:") and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "out.safetensors").exists()
