@@ -18,3 +18,11 @@ class CheckpointError(UserError):
 
 class InputShapeError(UserError, ValueError):
     """An input tensor's channels or spatial size do not fit the model."""
+
+
+class ConfigError(UserError, ValueError):
+    """An architecture or configuration option has an unsupported value or combination of values."""
+
+
+class TrainingDivergedError(UserError):
+    """The loss became NaN or infinite; the run stopped and kept its last good checkpoint."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+from ..runtime import autocast, resolve_device
 
 
 @dataclass
@@ -33,12 +33,6 @@ class BenchResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _autocast(device: torch.device, dtype: str):
-    if dtype == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=DTYPES[dtype])
 
 
 def _reset_peak(device: torch.device) -> None:
@@ -66,7 +60,7 @@ def make_step(model: nn.Module, x: torch.Tensor, mode: str, dtype: str):
         model.eval()
 
         def step() -> None:
-            with torch.inference_mode(), _autocast(device, dtype):
+            with torch.inference_mode(), autocast(device, dtype):
                 model(x)
         return step
     if mode != "train":
@@ -77,7 +71,7 @@ def make_step(model: nn.Module, x: torch.Tensor, mode: str, dtype: str):
     target = torch.randint(0, num_classes, (x.shape[0],), device=device)
 
     def step() -> None:
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             out = model(x)
             loss = nn.functional.cross_entropy(out, target) if out.ndim == 2 and out.shape[1] > 1 else out.mean()
         loss.backward()
@@ -104,9 +98,7 @@ def benchmark(model: nn.Module, batch_size: int = 16, input_size: tuple[int, int
               mode: str = "infer", dtype: str = "fp32", channels_last: bool = False,
               device: str | torch.device | None = None, warmup: int = 3, steps: int = 10) -> BenchResult:
     """Images/s (median over ``steps`` timed steps after ``warmup``) and peak memory while timing."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(str(device) if device is not None else None)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
     x = torch.randn(batch_size, *input_size, device=device).contiguous(memory_format=memory_format)

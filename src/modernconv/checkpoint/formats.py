@@ -40,9 +40,27 @@ _CONVNEXT_BLOCK = (
 _HEAD = ((r"^norm\.", "head.norm."), (r"^head\.(weight|bias)$", r"head.fc.\1"))
 
 
-def _official_convnext_rules() -> tuple[tuple[str, str], ...]:
-    block = tuple((r"^stages\.(\d+)\.(\d+)" + p, r"stages.\1.blocks.\2" + r) for p, r in _CONVNEXT_BLOCK)
-    block += ((r"^stages\.(\d+)\.(\d+)\.(norm|gamma)", r"stages.\1.blocks.\2.\3"),)
+# the authors' UniRepLKNet block (train and deploy forms) -> ours
+_UNIREPLKNET_BLOCK = (
+    (r"\.dwconv\.lk_origin\.", ".conv_dw.conv."),
+    (r"\.dwconv\.origin_bn\.", ".conv_dw.bn."),
+    (r"\.dwconv\.dil_conv_k(\d+)_(\d+)\.", r".conv_dw.branches.k\3_r\4.conv."),
+    (r"\.dwconv\.dil_bn_k(\d+)_(\d+)\.", r".conv_dw.branches.k\3_r\4.bn."),
+    (r"\.dwconv\.", ".conv_dw."),
+    (r"\.se\.down\.", ".se.fc1."),
+    (r"\.se\.up\.", ".se.fc2."),
+    (r"\.pwconv1\.1\.", ".mlp.fc1."),
+    (r"\.act\.1\.gamma$", ".mlp.grn.weight"),
+    (r"\.act\.1\.beta$", ".mlp.grn.bias"),
+    (r"\.pwconv2\.0\.", ".mlp.fc2."),
+    (r"\.pwconv2\.2\.", ".norm_mlp."),
+    (r"\.(norm\.|gamma$)", r".\3"),
+)
+
+
+def _official_hierarchical_rules(block_rules: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The authors' ConvNeXt-style layout (downsample_layers, stages.i.j, norm, head) with ``block_rules``."""
+    block = tuple((r"^stages\.(\d+)\.(\d+)" + p, r"stages.\1.blocks.\2" + r) for p, r in block_rules)
     return ((r"^downsample_layers\.0\.", "stem."),
             (r"^downsample_layers\.(\d+)\.", r"stages.\1.downsample."),) + block + _HEAD
 
@@ -60,7 +78,10 @@ def _convmixer_rules(block: str, offset: int) -> tuple[tuple[str, Any], ...]:
 
 
 FORMATS: tuple[KeyFormat, ...] = (
-    KeyFormat("convnext-official", r"^downsample_layers\.0\.0\.weight$", _official_convnext_rules()),
+    KeyFormat("unireplknet-official", r"^stages\.\d+\.\d+\.se\.down\.weight$",
+              _official_hierarchical_rules(_UNIREPLKNET_BLOCK)),
+    KeyFormat("convnext-official", r"^downsample_layers\.0\.0\.weight$",
+              _official_hierarchical_rules(_CONVNEXT_BLOCK + ((r"\.(norm|gamma)", r".\3"),))),
     KeyFormat("convnext-isotropic-official", r"^blocks\.\d+\.dwconv\.weight$", _official_isotropic_rules()),
     KeyFormat("convmixer-timm", r"^blocks\.\d+\.0\.fn\.0\.weight$",
               _convmixer_rules(r"^blocks\.(\d+)", 0) + ((r"^head\.(weight|bias)$", r"head.fc.\1"),)),

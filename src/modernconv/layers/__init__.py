@@ -1,10 +1,15 @@
 """Building blocks shared by the model families; one concept per file."""
 from .classifier import ClassifierHead
+from .dilated_reparam import DILATED_BRANCHES, DilatedReparamBlock, depthwise_conv
 from .drop_path import DropPath, drop_path_rates
+from .fusion import bn_scale_shift, fold_bn, fold_output_affine
 from .grn import GlobalResponseNorm
-from .init import init_trunc_normal
+from .init import init_head, init_trunc_normal
 from .mlp import Mlp
 from .norm import LayerNorm2d
+from .se import SqueezeExcite
 from .sequence import CheckpointSequential
 
-__all__ = ["CheckpointSequential", "ClassifierHead", "DropPath", "drop_path_rates", "GlobalResponseNorm", "init_trunc_normal", "LayerNorm2d", "Mlp"]
+__all__ = ["CheckpointSequential", "ClassifierHead", "DILATED_BRANCHES", "DilatedReparamBlock", "DropPath",
+           "GlobalResponseNorm", "LayerNorm2d", "Mlp", "SqueezeExcite", "bn_scale_shift", "depthwise_conv",
+           "drop_path_rates", "fold_bn", "fold_output_affine", "init_head", "init_trunc_normal"]

@@ -8,13 +8,14 @@ class GlobalResponseNorm(nn.Module):
 
     G = per-sample, per-channel L2 norm over H and W; Nx = G / (mean_C G + eps);
     out = gamma * (x * Nx) + beta + x, with gamma (``weight``) and beta (``bias``) zero-initialised.
+    ``use_bias=False`` drops beta (deploy forms fold it into the next Linear).
     """
 
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+    def __init__(self, channels: int, eps: float = 1e-6, use_bias: bool = True) -> None:
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.zeros(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
+        self.bias = nn.Parameter(torch.zeros(channels)) if use_bias else None
 
     def response(self, x: torch.Tensor) -> torch.Tensor:
         """The normalised response Nx, shape (N, 1, 1, C)."""
@@ -22,4 +23,6 @@ class GlobalResponseNorm(nn.Module):
         return g / (g.mean(dim=-1, keepdim=True) + self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + torch.addcmul(self.bias, self.weight, x * self.response(x))
+        # x + gamma * (x * Nx) + beta == x * (1 + gamma * Nx) + beta: one pass over x after the norm
+        scale = 1 + self.weight * self.response(x)
+        return x * scale if self.bias is None else torch.addcmul(self.bias, x, scale)

@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+from .fusion import fold_input_shift
 from .grn import GlobalResponseNorm
 
 
@@ -18,12 +19,19 @@ class Mlp(nn.Module):
         act_layer: type[nn.Module] = nn.GELU,
         use_grn: bool = False,
         fc2_bias: bool = True,
+        grn_bias: bool = True,
     ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.act = act_layer()
-        self.grn = GlobalResponseNorm(hidden_dim) if use_grn else nn.Identity()
+        self.grn = GlobalResponseNorm(hidden_dim, use_bias=grn_bias) if use_grn else nn.Identity()
         self.fc2 = nn.Linear(hidden_dim, dim, bias=fc2_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.grn(self.act(self.fc1(x))))
+
+    def reparameterize(self) -> None:
+        """Fold GRN's bias through fc2 (exact: fc2(y + beta) = fc2(y) + W2 @ beta)."""
+        if isinstance(self.grn, GlobalResponseNorm) and self.grn.bias is not None:
+            fold_input_shift(self.fc2, self.grn.bias)
+            self.grn.bias = None

@@ -6,7 +6,8 @@ Hierarchical model, top to bottom:
   block: dwconv KxK -> LayerNorm -> Linear C->4C -> GELU -> [GRN, V2] -> Linear 4C->C -> [layer scale, V1]
          -> stochastic depth -> + input
   head: global average pool -> LayerNorm -> Linear
-Parameter names follow timm's layout so its weights need no renaming.
+Parameter names follow timm's layout so its weights need no renaming. ``deploy=True`` builds the form that
+``modernconv.reparameterize`` produces: layer scale folded into the second Linear, GRN without its bias.
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import torch
 from torch import nn
 
 from ..layers import (CheckpointSequential, ClassifierHead, DropPath, LayerNorm2d, Mlp, drop_path_rates,
-                      init_trunc_normal)
+                      fold_output_affine, init_head, init_trunc_normal)
 from .base import ModernConvNet
+from .hierarchical import HierarchicalConvNet
 from .registry import register_model
 
 
@@ -26,13 +28,14 @@ class ConvNeXtBlock(nn.Module):
 
     def __init__(self, dim: int, kernel_size: int = 7, mlp_ratio: float = 4.0, drop_path: float = 0.0,
                  layer_scale_init_value: float | None = 1e-6, use_grn: bool = False,
-                 act_layer: type[nn.Module] = nn.GELU) -> None:
+                 act_layer: type[nn.Module] = nn.GELU, deploy: bool = False) -> None:
         super().__init__()
+        self.deploy = deploy
         self.conv_dw = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(mlp_ratio * dim), act_layer=act_layer, use_grn=use_grn)
+        self.mlp = Mlp(dim, int(mlp_ratio * dim), act_layer=act_layer, use_grn=use_grn, grn_bias=not deploy)
         self.gamma = (nn.Parameter(torch.full((dim,), float(layer_scale_init_value)))
-                      if layer_scale_init_value else None)
+                      if layer_scale_init_value and not deploy else None)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -40,6 +43,14 @@ class ConvNeXtBlock(nn.Module):
         if self.gamma is not None:
             y = y * self.gamma
         return x + self.drop_path(y.permute(0, 3, 1, 2))
+
+    def reparameterize(self) -> None:
+        """Deploy form: GRN bias and layer scale folded into the second Linear."""
+        self.mlp.reparameterize()
+        if self.gamma is not None:
+            fold_output_affine(self.mlp.fc2, self.gamma)
+            self.gamma = None
+        self.deploy = True
 
 
 class ConvNeXtStage(nn.Module):
@@ -55,14 +66,14 @@ class ConvNeXtStage(nn.Module):
         return self.blocks(self.downsample(x))
 
 
-class ConvNeXt(ModernConvNet):
+class ConvNeXt(HierarchicalConvNet):
     """Hierarchical ConvNeXt; ``use_grn=True, layer_scale_init_value=None`` gives ConvNeXt V2."""
 
     def __init__(self, depths: Sequence[int] = (3, 3, 9, 3), dims: Sequence[int] = (96, 192, 384, 768),
                  in_chans: int = 3, num_classes: int = 1000, kernel_size: int = 7, mlp_ratio: float = 4.0,
                  drop_path_rate: float = 0.0, drop_rate: float = 0.0,
                  layer_scale_init_value: float | None = 1e-6, use_grn: bool = False,
-                 head_init_scale: float = 1.0) -> None:
+                 head_init_scale: float = 1.0, deploy: bool = False) -> None:
         super().__init__()
         if len(depths) != len(dims):
             raise ValueError(f"depths {tuple(depths)} and dims {tuple(dims)} must have the same length")
@@ -70,35 +81,15 @@ class ConvNeXt(ModernConvNet):
             raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
         self.in_chans = in_chans
         self.head_init_scale = head_init_scale
+        self.deploy = deploy
         self.input_stride = 4 * 2 ** (len(dims) - 1)
         self.stem = nn.Sequential(nn.Conv2d(in_chans, dims[0], 4, stride=4), LayerNorm2d(dims[0]))
         rates = drop_path_rates(drop_path_rate, depths)
-        stages, prev = [], dims[0]
-        for i, dim in enumerate(dims):
-            stages.append(ConvNeXtStage(prev, dim, downsample=i > 0, drop_paths=rates[i],
-                                        kernel_size=kernel_size, mlp_ratio=mlp_ratio, use_grn=use_grn,
-                                        layer_scale_init_value=layer_scale_init_value))
-            self.feature_info.append(dict(num_chs=dim, reduction=4 * 2 ** i, module=f"stages.{i}"))
-            prev = dim
-        self.stages = nn.Sequential(*stages)
-        self.head = ClassifierHead(dims[-1], num_classes, use_norm=True, drop_rate=drop_rate)
-        init_trunc_normal(self)
-        self.init_classifier(self.head.fc)
-
-    def feature_stages(self) -> Sequence[nn.Module]:
-        return list(self.stages)
-
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(x)
-
-    def init_classifier(self, fc: nn.Module) -> None:
-        _init_head(fc, self.head_init_scale)
-
-    def group_matcher(self, coarse: bool = False) -> dict[str, str | list]:
-        return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else [
-            (r"^stages\.(\d+)\.downsample", (0,)),
-            (r"^stages\.(\d+)\.blocks\.(\d+)", None),
-        ])
+        stages = [ConvNeXtStage(prev, dim, downsample=i > 0, drop_paths=rates[i], kernel_size=kernel_size,
+                                mlp_ratio=mlp_ratio, use_grn=use_grn, layer_scale_init_value=layer_scale_init_value,
+                                deploy=deploy)
+                  for i, (prev, dim) in enumerate(zip((dims[0], *dims[:-1]), dims))]
+        self.init_body(stages, dims, num_classes, drop_rate)
 
 
 class ConvNeXtIsotropic(ModernConvNet):
@@ -107,15 +98,16 @@ class ConvNeXtIsotropic(ModernConvNet):
     def __init__(self, depth: int = 18, dim: int = 384, in_chans: int = 3, num_classes: int = 1000,
                  patch_size: int = 16, kernel_size: int = 7, mlp_ratio: float = 4.0, drop_path_rate: float = 0.0,
                  drop_rate: float = 0.0, layer_scale_init_value: float | None = None,
-                 head_init_scale: float = 1.0) -> None:
+                 head_init_scale: float = 1.0, deploy: bool = False) -> None:
         super().__init__()
+        self.deploy = deploy
         self.in_chans = in_chans
         self.input_stride = patch_size
         self.head_init_scale = head_init_scale
         self.stem = nn.Conv2d(in_chans, dim, patch_size, stride=patch_size)
         rates = drop_path_rates(drop_path_rate, [depth])[0]
         self.blocks = CheckpointSequential(*(
-            ConvNeXtBlock(dim, kernel_size, mlp_ratio, p, layer_scale_init_value) for p in rates))
+            ConvNeXtBlock(dim, kernel_size, mlp_ratio, p, layer_scale_init_value, deploy=deploy) for p in rates))
         self.feature_info = [dict(num_chs=dim, reduction=patch_size, module=f"blocks.{i}") for i in range(depth)]
         self.head = ClassifierHead(dim, num_classes, use_norm=True, drop_rate=drop_rate)
         init_trunc_normal(self)
@@ -128,19 +120,10 @@ class ConvNeXtIsotropic(ModernConvNet):
         return self.blocks(x)
 
     def init_classifier(self, fc: nn.Module) -> None:
-        _init_head(fc, self.head_init_scale)
+        init_head(fc, self.head_init_scale)
 
     def group_matcher(self, coarse: bool = False) -> dict[str, str | list]:
         return dict(stem=r"^stem", blocks=r"^blocks\.(\d+)")
-
-
-def _init_head(fc: nn.Module, scale: float) -> None:
-    """Paper init for the classifier: trunc-normal 0.02, zero bias, both scaled by ``head_init_scale``."""
-    if isinstance(fc, nn.Linear):
-        init_trunc_normal(fc)
-        with torch.no_grad():
-            fc.weight.mul_(scale)
-            fc.bias.mul_(scale)
 
 
 _V1 = dict(atto=((2, 2, 6, 2), (40, 80, 160, 320)), femto=((2, 2, 6, 2), (48, 96, 192, 384)),
