@@ -5,14 +5,19 @@ import argparse
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import torch
 
 from . import __version__
 from .analysis import benchmark, profile_model
-from .checkpoint import convert_checkpoint, load_checkpoint
+from .checkpoint import convert_checkpoint, load_checkpoint, model_from_checkpoint
+from .config import load_config, parse_overrides
+from .engine import evaluate_checkpoint, plot_confusion, predict_images, train
 from .errors import UserError
 from .models import create_model, get_model_spec, list_models
+from .reparam import reparameterize
+from .runtime import resolve_device
 
 
 def _input_size(values: list[str]) -> tuple[int, int, int]:
@@ -36,6 +41,8 @@ def _build(args: argparse.Namespace, device: str = "cpu") -> torch.nn.Module:
         model = create_model(args.model, **kwargs)
     if getattr(args, "checkpoint", None):
         load_checkpoint(model, args.checkpoint)
+    if args.reparameterize:
+        model = reparameterize(model, inplace=True)
     return model
 
 
@@ -68,8 +75,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
         raise UserError("--batch-size and --steps must be at least 1 and --warmup at least 0")
-    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
     model = _build(args)
     size = _input_size(args.input_size) if args.input_size else model.data_config.input_size
     model.check_input(torch.empty(1, *size, device="meta"))
@@ -87,8 +92,46 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    name, report = convert_checkpoint(args.src, args.dst, model=args.model)
-    print(f"wrote {args.dst}: {name} (from {report.source_format} layout)")
+    name, report = convert_checkpoint(args.src, args.dst, model=args.model, deploy=args.reparameterize)
+    form = " deploy form" if args.reparameterize else ""
+    print(f"wrote {args.dst}: {name}{form} (from {report.source_format} layout)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    overrides = parse_overrides(extra)
+    recipe = args.config
+    if recipe is None and "resume" in overrides and "output" in overrides:
+        saved = Path(overrides["output"]) / "config.yaml"
+        recipe = saved if saved.is_file() else None  # a resumed run keeps its own configuration
+    result = train(load_config(recipe, overrides))
+    print(f"best val top-1 {result.best_top1:.2f}% at epoch {result.best_epoch + 1}; run folder {result.run_dir}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
+    result = evaluate_checkpoint(model, info, args.data, args.batch_size, args.workers)
+    confusion_png = Path(args.confusion or Path(args.checkpoint).with_name(Path(args.checkpoint).stem + "_confusion.png"))
+    plot_confusion(result.confusion, info.class_names, confusion_png)
+    if args.json:
+        print(json.dumps(result.summary()))
+        return 0
+    print(f"top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%  loss {result.loss:.4f}  ({result.count} images)")
+    for name, acc in zip(info.class_names, result.per_class):
+        print(f"  {name:20s} {acc:6.2f}%")
+    print(f"confusion matrix: {confusion_png}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
+    predictions = predict_images(model, info, args.images, args.topk)
+    if args.json:
+        print(json.dumps(predictions))
+        return 0
+    for item in predictions:
+        print(item["image"] + ": " + ", ".join(f"{p['class']} {100 * p['probability']:.1f}%" for p in item["top"]))
     return 0
 
 
@@ -108,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--input-size", nargs=3, metavar=("C", "H", "W"), help="default: the model's data config")
     p.add_argument("--num-classes", type=int, help="classifier size (0 = none)")
+    p.add_argument("--reparameterize", action="store_true", help="profile the deploy (re-parameterised) form")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
 
@@ -125,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--reparameterize", action="store_true", help="benchmark the deploy (re-parameterised) form")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
@@ -135,7 +180,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--model", help="target model name (default: inferred)")
+    p.add_argument("--reparameterize", action="store_true",
+                   help="write the deploy form (branches, BatchNorms, layer scale folded; same outputs)")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("train", help="train or fine-tune a model (the papers' recipes)",
+                       description="Train MODEL on DATA. With no arguments: a small ConvNeXt on the built-in digits "
+                                   "set. Any option of the recipe can be given as --key value (e.g. --model "
+                                   "convnextv2_atto --data PATH --epochs 10 --lr 1e-3 --batch-size 32); "
+                                   "`--output DIR --resume` continues an interrupted run. See configs/ for recipes.")
+    p.add_argument("-c", "--config", help="YAML recipe; --key value options override it")
+    p.set_defaults(func=cmd_train, takes_extra=True)
+
+    p = sub.add_parser("eval", help="accuracy of a checkpoint on a data set",
+                       description="Top-1, top-5, loss, per-class accuracy and a confusion-matrix PNG of a "
+                                   "checkpoint written by `modernconv train` on the held-out split of DATA.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default="digits", help="digits, synthetic, or a folder with val/ (default digits)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--confusion", help="where to write the confusion-matrix PNG (default: beside the checkpoint)")
+    p.add_argument("--json", action="store_true", help='print {"top1": .., "top5": .., "loss": ..} (percent)')
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="top-k classes of images",
+                       description="Classify IMAGE files with a checkpoint written by `modernconv train`; "
+                                   "class names travel inside the checkpoint.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--device")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 
@@ -145,14 +222,16 @@ def _show_note(message: Warning | str, *_args: object, **_kwargs: object) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user mistakes print one line and return 2."""
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra and not getattr(args, "takes_extra", False):
+        build_parser().parse_args(argv)  # reports the unknown arguments and exits 2
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = _show_note
-            return args.func(args)
-    except UserError as e:
-        print(f"modernconv: error: {e}", file=sys.stderr)
+            return args.func(args, extra) if getattr(args, "takes_extra", False) else args.func(args)
+    except UserError as e:  # raised in a loader worker it carries the worker's traceback: keep the last line
+        print(f"modernconv: error: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("modernconv: interrupted", file=sys.stderr)

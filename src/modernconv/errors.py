@@ -26,3 +26,7 @@ class ConfigError(UserError, ValueError):
 
 class TrainingDivergedError(UserError):
     """The loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
+
+
+class DataError(UserError, ValueError):
+    """A data set is missing, laid out wrongly, or holds a file that cannot be read."""

@@ -8,6 +8,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..models import create_model, get_model_spec, list_models
+from ..reparam import reparameterize
 from .formats import detect_format
 from .io import read_checkpoint, save_checkpoint
 from .load import CLASSIFIER_PREFIX, LoadReport, fit_state_dict
@@ -27,39 +28,56 @@ def _problem_count(report: LoadReport) -> int:
     return len(report.missing) + len(report.unexpected) + len(report.mismatched)
 
 
-def fit_to_model(source: dict[str, torch.Tensor], name: str | None = None
-                 ) -> tuple[str, dict[str, int], dict[str, torch.Tensor], LoadReport]:
-    """The registered model that ``source`` fits exactly (only ``name`` if given), tried on the meta device.
+def _forms(name: str) -> list[dict[str, bool]]:
+    """The forms to try for ``name``: train, and deploy where the family has one."""
+    has_deploy = "deploy" in inspect.signature(get_model_spec(name).builder).parameters
+    return [{}, {"deploy": True}] if has_deploy else [{}]
 
-    Returns (model name, the num_classes / in_chans it needs, converted tensors, report).
+
+def fit_to_model(source: dict[str, torch.Tensor], name: str | None = None
+                 ) -> tuple[str, dict, dict[str, torch.Tensor], LoadReport]:
+    """The registered model (train or deploy form) that ``source`` fits exactly (only ``name`` if given),
+    tried on the meta device.
+
+    Returns (model name, the options it needs: num_classes, in_chans, deploy; converted tensors, report).
     """
-    options = _head_and_channels(source)
+    base = _head_and_channels(source)
     closest: tuple[str, LoadReport] | None = None
     for candidate in [get_model_spec(name).name] if name else list_models():
-        with torch.device("meta"):
-            target = create_model(candidate, **options).state_dict()
-        fitted, report = fit_state_dict(source, target, options["in_chans"])
-        if report.clean:
-            return candidate, options, fitted, report
-        if closest is None or _problem_count(report) < _problem_count(closest[1]):
-            closest = (candidate, report)
+        for form in _forms(candidate):
+            options = {**base, **form}
+            with torch.device("meta"):
+                target = create_model(candidate, **options).state_dict()
+            fitted, report = fit_state_dict(source, target, options["in_chans"])
+            if report.clean:
+                return candidate, options, fitted, report
+            if closest is None or _problem_count(report) < _problem_count(closest[1]):
+                closest = (candidate, report)
     if name:
         raise CheckpointError(f"checkpoint does not fit {name}: {closest[1].problems()}")
     raise CheckpointError(f"checkpoint matches no registered model exactly (closest: {closest[0]}: "
                           f"{closest[1].problems()}); pass --model to choose one")
 
 
-def _non_default(name: str, options: dict[str, int]) -> dict[str, int]:
+def _non_default(name: str, options: dict) -> dict:
     spec = get_model_spec(name)
     params = inspect.signature(spec.builder).parameters
     return {k: v for k, v in options.items() if v != spec.arch.get(k, params[k].default)}
 
 
-def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, model: str | None = None
-                       ) -> tuple[str, LoadReport]:
-    """Read ``src`` in any supported layout and write ``dst`` as modernconv safetensors."""
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, model: str | None = None,
+                       deploy: bool = False) -> tuple[str, LoadReport]:
+    """Read ``src`` in any supported layout and write ``dst`` as modernconv safetensors; with ``deploy``
+    the weights are re-parameterised into the model's deploy form first."""
     source, metadata = read_checkpoint(src)
     name, options, fitted, report = fit_to_model(source, model or metadata.get("model"))
-    save_checkpoint(fitted, dst, metadata={"model": name, "model_kwargs": _non_default(name, options),
-                                           "source_format": report.source_format})
+    options = _non_default(name, options)
+    extra = {"source_format": report.source_format}
+    if deploy:
+        net = create_model(name, **options)
+        net.load_state_dict(fitted)
+        net = reparameterize(net, inplace=True)
+        save_checkpoint(net, dst, metadata=extra)
+    else:
+        save_checkpoint(fitted, dst, metadata={"model": name, "model_kwargs": options, **extra})
     return name, report

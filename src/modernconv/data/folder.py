@@ -1,0 +1,101 @@
+"""Image-folder data sets: ``root/train/<class>/*`` and ``root/val/<class>/*`` (torchvision's ImageFolder layout).
+
+The layout is checked up front so every mistake gives one line naming what is wrong. With
+``skip_bad_images`` every image is decoded once when the data set is built and unreadable files are dropped
+and listed in ``bad_images``: exact counts even with loader workers, and a fixed data set length, at the
+cost of one decoding pass at start-up."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
+
+from ..errors import DataError
+from .images import read_image
+
+SPLITS = ("train", "val")
+LAYOUT_HINT = "expected train/<class>/<image> and val/<class>/<image>"
+NO_IMAGES_HINT = f"readable images (files ending in {', '.join(IMG_EXTENSIONS)})"
+
+
+class ImageFolderSplit(ImageFolder):
+    """One split of an image-folder tree, labelled with the train split's ``class_to_idx``."""
+
+    def __init__(self, root: Path, class_to_idx: dict[str, int], in_chans: int, transform: Callable,
+                 skip_bad_images: bool = False) -> None:
+        self.fixed_class_to_idx = class_to_idx
+        super().__init__(str(root), transform=transform, loader=partial(read_image, in_chans=in_chans),
+                         allow_empty=True)
+        self.bad_images: list[str] = []
+        if skip_bad_images:
+            self._drop_unreadable()
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        """Every split uses the train split's classes (a val split may lack some)."""
+        return list(self.fixed_class_to_idx), self.fixed_class_to_idx
+
+    def _drop_unreadable(self) -> None:
+        """Decode every image (in threads; PIL releases the GIL) and keep only the readable ones."""
+        with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+            readable = list(pool.map(self._is_readable, (path for path, _ in self.samples)))
+        self.bad_images = [path for (path, _), ok in zip(self.samples, readable) if not ok]
+        self.samples = [sample for sample, ok in zip(self.samples, readable) if ok]
+        self.imgs = self.samples
+        self.targets = [target for _, target in self.samples]
+
+    def _is_readable(self, path: str) -> bool:
+        try:
+            self.loader(path)
+        except DataError:
+            return False
+        return True
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    try:
+        return find_classes(str(split_dir))[0]
+    except FileNotFoundError:
+        raise DataError(f"{split_dir} has no class folders; {LAYOUT_HINT}") from None
+
+
+def _check_layout(root: Path) -> list[str]:
+    """Check the tree and return the class names (train's folders, sorted)."""
+    if not root.exists():
+        raise DataError(f"data path {root} does not exist (give a folder with train/ and val/, or 'digits' "
+                        f"or 'synthetic')")
+    if not root.is_dir():
+        raise DataError(f"data path {root} is not a folder; {LAYOUT_HINT}")
+    for split in SPLITS:
+        if not (root / split).is_dir():
+            raise DataError(f"{root} has no {split}/ folder; {LAYOUT_HINT}")
+    classes = _class_folders(root / "train")
+    extra = sorted(set(_class_folders(root / "val")) - set(classes))
+    if extra:
+        raise DataError(f"{root / 'val'} has classes that train/ lacks: {', '.join(extra)}")
+    return classes
+
+
+def _check_images(train: ImageFolderSplit, val: ImageFolderSplit, classes: list[str]) -> None:
+    """Every train class and the val split must hold at least one (readable) image file."""
+    present = set(train.targets)
+    empty = [c for i, c in enumerate(classes) if i not in present]
+    if empty:
+        raise DataError(f"{train.root} has class folders with no {NO_IMAGES_HINT}: {', '.join(empty)}")
+    if not val.samples:
+        raise DataError(f"{val.root} has no {NO_IMAGES_HINT}")
+
+
+def folder_datasets(root: Path, in_chans: int, train_transform: Callable, eval_transform: Callable,
+                    skip_bad_images: bool = False) -> tuple[ImageFolderSplit, ImageFolderSplit, list[str]]:
+    """The train and val data sets of an image-folder tree, and its class names."""
+    classes = _check_layout(root)
+    class_to_idx = {c: i for i, c in enumerate(classes)}
+    train, val = (ImageFolderSplit(root / split, class_to_idx, in_chans, transform, skip_bad_images)
+                  for split, transform in zip(SPLITS, (train_transform, eval_transform)))
+    _check_images(train, val, classes)
+    return train, val, classes

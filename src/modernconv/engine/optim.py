@@ -1,0 +1,36 @@
+"""AdamW with the papers' parameter groups: no weight decay on 1-D parameters, layer-wise lr decay."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..models.grouping import layer_ids
+
+
+def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | None = None) -> list[dict]:
+    """Groups keyed by (layer, decay or not). Parameters with fewer than 2 dims (biases, norms, layer scale,
+    GRN) get no weight decay. With ``layer_decay`` d, a parameter at layer i of L (stem 0, head L) gets
+    ``lr_scale = d ** (L - i)``, i.e. the papers' decay^(num_layers + 1 - layer_id)."""
+    ids = layer_ids(model) if layer_decay is not None else {}
+    top = max(ids.values(), default=0)
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        layer = ids.get(name, top)
+        decay = param.ndim >= 2
+        group = groups.setdefault((layer, decay), {
+            "params": [], "names": [], "weight_decay": weight_decay if decay else 0.0,
+            "lr_scale": layer_decay ** (top - layer) if layer_decay is not None else 1.0})
+        group["params"].append(param)
+        group["names"].append(name)
+    return [groups[k] for k in sorted(groups)]
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
+                    eps: float = 1e-8, layer_decay: float | None = None) -> torch.optim.AdamW:
+    """AdamW over ``param_groups``; each group's lr is ``lr * lr_scale``."""
+    groups = param_groups(model, weight_decay, layer_decay)
+    for group in groups:
+        group["lr"] = lr * group["lr_scale"]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)

@@ -1,0 +1,39 @@
+"""Learning-rate schedules stepped once per optimizer step: linear warm-up then cosine decay (ConvNeXt,
+UniRepLKNet), or ConvMixer's one-cycle (linear up to the peak, linear down to zero)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
+    """Multiplier of each group's base lr: rises linearly to 1 over ``warmup_steps`` (from 1/warmup),
+    then follows a half cosine down to ``min_ratio`` at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def one_cycle_factor(step: int, total_steps: int, peak_step: int) -> float:
+    """Rises linearly to 1 at ``peak_step``, then falls linearly to 0 at ``total_steps``."""
+    if step < peak_step:
+        return (step + 1) / peak_step
+    return max(0.0, (total_steps - step) / max(1, total_steps - peak_step))
+
+
+SCHEDULES = ("cosine", "onecycle")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, lr: float,
+                    min_lr: float, kind: str = "cosine") -> torch.optim.lr_scheduler.LambdaLR:
+    """A LambdaLR (its state saves and resumes with the run): ``warmup_cosine_factor`` or, for "onecycle",
+    ``one_cycle_factor`` peaking after the warm-up steps."""
+    if kind == "onecycle":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: one_cycle_factor(step, total_steps, max(1, warmup_steps)))
+    min_ratio = min_lr / lr if lr > 0 else 0.0
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine_factor(step, total_steps, warmup_steps, min_ratio))

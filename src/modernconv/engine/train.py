@@ -1,0 +1,287 @@
+"""The training loop: the papers' recipe on one process or many, with runs that lose nothing."""
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import TrainConfig
+from ..data import build_datasets, build_loader, build_mixing, eval_transform, soft_target_cross_entropy, train_transform
+from ..errors import ConfigError, TrainingDivergedError
+from ..models import create_model
+from ..runtime import autocast, resolve_device
+from .distributed import DistInfo, barrier, init_distributed, shutdown
+from .ema import build_ema
+from .evaluate import EvalResult, evaluate
+from .logbook import Logbook
+from .optim import build_optimizer
+from .schedule import build_scheduler
+from .state import BEST_FILE, LAST_FILE, STATE_FILE, Progress, load_run_state, save_run_state
+
+
+@dataclass
+class TrainResult:
+    """Where the run lives and how it ended."""
+
+    run_dir: Path
+    best_top1: float
+    best_epoch: int
+    last: dict
+
+
+def seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def prepare_run_dir(cfg: TrainConfig, dist: DistInfo) -> Path:
+    """The run folder: new (never over an existing run) or, with ``resume``, the one to continue."""
+    if cfg.output is None:
+        if cfg.resume:
+            raise ConfigError("--resume needs --output DIR naming the run to continue")
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path("runs") / f"{cfg.model}-{stamp}"
+    else:
+        run_dir = Path(cfg.output)
+    has_run = (run_dir / STATE_FILE).exists() or (run_dir / LAST_FILE).exists()
+    if cfg.resume and not has_run:
+        raise ConfigError(f"{run_dir} holds no run to resume")
+    if not cfg.resume and has_run:
+        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --output")
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    barrier(dist)
+    return run_dir
+
+
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+class Trainer:
+    """Builds everything from a TrainConfig and runs the epochs."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.dist = init_distributed(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        seed_all(cfg.seed)
+        torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
+        self.run_dir = prepare_run_dir(cfg, self.dist)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self._build_data()
+        self._build_model()
+        self._build_optimisation()
+
+    # ----- construction -----
+    def _model_kwargs(self) -> dict:
+        kwargs = dict(self.cfg.model_kwargs, in_chans=self.cfg.in_chans)
+        if self.cfg.drop_path_rate:
+            kwargs["drop_path_rate"] = self.cfg.drop_path_rate
+        if self.cfg.layer_scale_init_value is not None:
+            kwargs["layer_scale_init_value"] = self.cfg.layer_scale_init_value
+        if self.cfg.head_init_scale != 1.0:
+            kwargs["head_init_scale"] = self.cfg.head_init_scale
+        return kwargs
+
+    def _build_data(self) -> None:
+        cfg = self.cfg
+        with torch.device("meta"):
+            probe = create_model(cfg.model, **self._model_kwargs())
+        dc = probe.data_config
+        self.img_size = cfg.img_size or dc.input_size[1]
+        self.eval_spec = dict(img_size=self.img_size, mean=list(dc.mean), std=list(dc.std),
+                              crop_pct=cfg.crop_pct or dc.crop_pct, interpolation=dc.interpolation)
+        train_tf = train_transform(self.img_size, dc.mean, dc.std, scale=cfg.scale, hflip=cfg.hflip,
+                                   randaugment_magnitude=cfg.randaugment_magnitude,
+                                   randaugment_ops=cfg.randaugment_ops, color_jitter=cfg.color_jitter,
+                                   random_erasing=cfg.random_erasing, interpolation=dc.interpolation)
+        eval_tf = eval_transform(self.img_size, dc.mean, dc.std, crop_pct=self.eval_spec["crop_pct"],
+                                 interpolation=dc.interpolation)
+        self.split = build_datasets(cfg.data, self.img_size, cfg.in_chans, cfg.skip_bad_images,
+                                    cfg.synthetic_samples, cfg.synthetic_classes, train_transform=train_tf,
+                                    eval_transform=eval_tf)
+        self.num_classes = len(self.split.class_names)
+        self.mixing = build_mixing(cfg.mixup, cfg.cutmix, self.num_classes, cfg.mix_prob, cfg.mix_switch_prob,
+                                   cfg.label_smoothing)
+        self.val_loader = build_loader(self.split.val, cfg.batch_size, train=False, seed=cfg.seed,
+                                       num_workers=cfg.workers, distributed=self.dist.enabled)
+        batches = len(self._train_loader(0))
+        if batches < cfg.accum_steps:
+            raise ConfigError(f"the training set gives {batches} batches of {cfg.batch_size} per process, fewer "
+                              f"than accum_steps={cfg.accum_steps}; lower batch_size")
+        self.steps_per_epoch = batches // cfg.accum_steps
+
+    def _train_loader(self, epoch: int, start_batch: int = 0):
+        return build_loader(self.split.train, self.cfg.batch_size, train=True, seed=self.cfg.seed, epoch=epoch,
+                            num_workers=self.cfg.workers, distributed=self.dist.enabled, start_batch=start_batch)
+
+    def _build_model(self) -> None:
+        cfg = self.cfg
+        model = create_model(cfg.model, num_classes=self.num_classes, **self._model_kwargs())
+        if cfg.init:
+            load_checkpoint(model, cfg.init)
+        if cfg.grad_checkpointing:
+            model.set_grad_checkpointing(True)
+        model.to(self.device, memory_format=self.memory_format)
+        if self.dist.enabled and cfg.sync_bn and _has_batchnorm(model) and self.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model  # the plain module: saved, evaluated, averaged
+        net: nn.Module = model
+        if self.dist.enabled:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.ddp = net
+        self.net = torch.compile(net) if cfg.compile else net
+        self.ema = build_ema(model, cfg.ema_decay) if cfg.ema_decay else None
+
+    def _build_optimisation(self) -> None:
+        cfg = self.cfg
+        self.lr = cfg.lr
+        if cfg.lr_base_batch:
+            self.lr = cfg.lr * cfg.batch_size * cfg.accum_steps * self.dist.world_size / cfg.lr_base_batch
+        self.optimizer = build_optimizer(self.model, self.lr, cfg.weight_decay, cfg.betas, cfg.eps, cfg.layer_decay)
+        total = cfg.epochs * self.steps_per_epoch
+        self.scheduler = build_scheduler(self.optimizer, total, round(cfg.warmup_epochs * self.steps_per_epoch),
+                                         self.lr, cfg.min_lr, cfg.sched)
+
+    # ----- checkpoints -----
+    def _metadata(self) -> dict:
+        return {"class_names": self.split.class_names, "eval": self.eval_spec}
+
+    def _save(self, progress: Progress) -> None:
+        if self.dist.is_main:
+            save_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.ema, progress,
+                           self._metadata())
+        barrier(self.dist)
+
+    # ----- the loop -----
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if targets.ndim == 2:
+            return soft_target_cross_entropy(logits, targets)
+        return F.cross_entropy(logits, targets, label_smoothing=self.cfg.label_smoothing)
+
+    def _train_epoch(self, epoch: int, progress: Progress) -> dict:
+        cfg = self.cfg
+        loader = self._train_loader(epoch, progress.batches_done)
+        self.net.train()
+        accum = cfg.accum_steps
+        last_batch = self.steps_per_epoch * accum  # batches past this do not complete an optimizer step
+        loss_sum, seen, start = 0.0, 0, time.perf_counter()
+        bar = tqdm(total=last_batch, initial=progress.batches_done, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not (cfg.progress and self.dist.is_main), leave=False, dynamic_ncols=True)
+        for batch, (images, labels) in enumerate(loader, start=progress.batches_done):
+            if batch >= last_batch:
+                break
+            images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            labels = labels.to(self.device, non_blocking=True)
+            if self.mixing is not None:
+                images, labels = self.mixing(images, labels)
+            boundary = (batch + 1) % accum == 0
+            sync = contextlib.nullcontext() if boundary or not self.dist.enabled else self.ddp.no_sync()
+            with sync:
+                with autocast(self.device, cfg.precision):
+                    loss = self._loss(self.net(images), labels)
+                if not torch.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"loss became {loss.item()} at epoch {epoch + 1}, batch {batch + 1}; stopped. The last good "
+                        f"checkpoint is {self.run_dir / LAST_FILE} (lower the lr or enable clip_grad)")
+                (loss / accum).backward()
+            loss_sum += loss.item() * images.shape[0]
+            seen += images.shape[0]
+            if boundary:
+                self._optimizer_step()
+                progress.global_step += 1
+                progress.batches_done = batch + 1
+                if cfg.save_every_steps and progress.global_step % cfg.save_every_steps == 0:
+                    self._save(progress)
+            if bar.n % max(1, cfg.log_every_steps) == 0 or boundary:
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{self.optimizer.param_groups[-1]['lr']:.2e}",
+                                img_s=f"{seen * self.dist.world_size / (time.perf_counter() - start):.1f}")
+            bar.update(1)
+        bar.close()
+        elapsed = time.perf_counter() - start
+        return {"train_loss": loss_sum / max(1, seen), "lr": self.optimizer.param_groups[-1]["lr"],
+                "epoch_time_s": round(elapsed, 3), "train_images_per_s": round(seen * self.dist.world_size / elapsed, 2)}
+
+    def _optimizer_step(self) -> None:
+        if self.cfg.clip_grad:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
+    def _evaluate(self, model: nn.Module) -> EvalResult:
+        return evaluate(model, self.val_loader, self.num_classes, self.device, self.cfg.precision,
+                        self.cfg.channels_last, self.dist)
+
+    def fit(self) -> TrainResult:
+        """Train for the configured epochs (continuing a saved run when ``resume``)."""
+        cfg = self.cfg
+        logbook = Logbook(self.run_dir) if self.dist.is_main else None
+        if cfg.resume:
+            progress = load_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.ema)
+            if logbook:
+                logbook.truncate(progress.epoch)
+        else:
+            progress = Progress()
+        if self.dist.is_main:
+            cfg.save(self.run_dir / "config.yaml")
+            bad = getattr(self.split.train, "bad_images", []) + getattr(self.split.val, "bad_images", [])
+            if bad:
+                tqdm.write(f"skipped {len(bad)} unreadable images (first: {bad[0]})")
+        row: dict = {}
+        for epoch in range(progress.epoch, cfg.epochs):
+            if progress.batches_done == 0:  # a fresh epoch; a mid-epoch resume restored the RNG instead
+                seed_all(_epoch_seed(cfg.seed, epoch))
+            row = {"epoch": epoch, **self._train_epoch(epoch, progress)}
+            row.update({f"val_{k}": v for k, v in self._evaluate(self.model).summary().items()})
+            top1 = row["val_top1"]
+            best_model = self.model
+            if self.ema is not None:
+                row.update({f"ema_val_{k}": v for k, v in self._evaluate(self.ema.module).summary().items()})
+                if row["ema_val_top1"] > top1:
+                    top1, best_model = row["ema_val_top1"], self.ema.module
+            progress.epoch, progress.batches_done = epoch + 1, 0
+            if top1 > progress.best_top1:
+                progress.best_top1, progress.best_epoch = top1, epoch
+                if self.dist.is_main:
+                    save_checkpoint(best_model, self.run_dir / BEST_FILE, metadata={
+                        **self._metadata(), "epoch": epoch, "top1": top1,
+                        "weights": "ema" if best_model is not self.model else "model"})
+            self._save(progress)
+            if logbook:
+                logbook.log(row)
+                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}  val top-1 "
+                           f"{row['val_top1']:.2f}%" + (f"  EMA {row['ema_val_top1']:.2f}%" if self.ema else "")
+                           + f"  ({row['epoch_time_s']:.1f}s)")
+        return TrainResult(self.run_dir, progress.best_top1, progress.best_epoch, row)
+
+    def close(self) -> None:
+        shutdown(self.dist)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run a training job described by ``cfg`` (also under torchrun)."""
+    trainer = Trainer(cfg)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()

@@ -1,0 +1,120 @@
+"""Optimizer groups and layer decay, schedules, EMA and the run configuration."""
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import modernconv
+from modernconv.config import TrainConfig, load_config, parse_overrides
+from modernconv.engine.ema import build_ema
+from modernconv.engine.optim import build_optimizer, param_groups
+from modernconv.engine.schedule import build_scheduler, one_cycle_factor, warmup_cosine_factor
+from modernconv.errors import ConfigError
+from modernconv.models.grouping import layer_ids
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["convnext_atto", "convnextv2_atto", "convmixer_256_8", "convnext_isotropic_small"])
+def test_every_parameter_in_exactly_one_group_with_the_papers_scales(name):
+    with torch.device("meta"):
+        model = modernconv.create_model(name)
+    groups = param_groups(model, weight_decay=0.05, layer_decay=0.8)
+    names = [n for g in groups for n in g["names"]]
+    assert sorted(names) == sorted(n for n, _ in model.named_parameters()) and len(names) == len(set(names))
+    ids = layer_ids(model)
+    top = max(ids.values())
+    for g in groups:
+        for n, p in zip(g["names"], g["params"]):
+            assert g["weight_decay"] == (0.05 if p.ndim >= 2 else 0.0)  # no decay on biases, norms, gamma, GRN
+            assert g["lr_scale"] == pytest.approx(0.8 ** (top - ids[n]))
+    scales = {n: g["lr_scale"] for g in groups for n in g["names"]}
+    assert scales[next(n for n in names if n.startswith("head."))] == 1.0
+    assert scales[next(n for n in names if n.startswith("stem."))] == pytest.approx(0.8 ** top)
+
+
+def test_no_decay_group_holds_layer_scale_and_grn():
+    model = modernconv.create_model("convnextv2_atto")
+    groups = param_groups(model, weight_decay=0.05)
+    no_decay = {n for g in groups if g["weight_decay"] == 0 for n in g["names"]}
+    assert "stages.0.blocks.0.mlp.grn.weight" in no_decay and "stem.0.bias" in no_decay
+    assert "stages.0.blocks.0.mlp.fc1.weight" not in no_decay
+    v1 = param_groups(modernconv.create_model("convnext_atto"), weight_decay=0.05)
+    assert "stages.0.blocks.0.gamma" in {n for g in v1 if g["weight_decay"] == 0 for n in g["names"]}
+
+
+def test_optimizer_lrs_follow_the_scales():
+    model = modernconv.create_model("convnext_atto")
+    opt = build_optimizer(model, lr=1e-3, weight_decay=0.05, layer_decay=0.5)
+    for g in opt.param_groups:
+        assert g["lr"] == pytest.approx(1e-3 * g["lr_scale"])
+    sched = build_scheduler(opt, total_steps=10, warmup_steps=2, lr=1e-3, min_lr=1e-5)
+    head = max(opt.param_groups, key=lambda g: g["lr_scale"])
+    seen = []
+    for _ in range(10):
+        seen.append(head["lr"])
+        opt.step()
+        sched.step()
+    assert seen[0] == pytest.approx(5e-4) and seen[1] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(seen[1:], seen[2:]))
+
+
+def test_warmup_cosine_shape():
+    f = [warmup_cosine_factor(s, 100, 10, 0.01) for s in range(101)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(b > a for a, b in zip(f[:9], f[1:10]))  # linear rise
+    assert f[10] == pytest.approx(1.0) and f[55] == pytest.approx(0.01 + 0.99 * 0.5)  # cosine half-way
+    assert f[100] == pytest.approx(0.01)
+    assert all(b <= a for a, b in zip(f[10:], f[11:]))
+
+
+def test_one_cycle_shape():
+    f = [one_cycle_factor(s, 50, 20) for s in range(51)]
+    assert f[19] == pytest.approx(1.0) and f[50] == 0.0 and f[35] == pytest.approx(0.5)
+
+
+def test_ema_is_an_exponential_average():
+    model = torch.nn.Linear(3, 2)
+    ema = build_ema(model, decay=0.9)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update_parameters(model)  # the first update copies
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update_parameters(model)
+    expected = 0.9 * (start + 1) + 0.1 * (start + 2)
+    assert torch.allclose(ema.module.weight, expected)
+
+
+def test_config_overrides_and_validation(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: convnextv2_atto\nepochs: 3\nscale: [0.2, 1.0]\nlayer_decay: 0.9\n")
+    cfg = load_config(recipe, parse_overrides(["--epochs", "5", "--lr=1e-3", "--channels-last"]))
+    assert (cfg.model, cfg.epochs, cfg.lr, cfg.scale, cfg.layer_decay, cfg.channels_last) == (
+        "convnextv2_atto", 5, 1e-3, (0.2, 1.0), 0.9, True)
+    cfg.save(tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == cfg
+    for bad, message in [({"epochs": "0"}, "epochs must be at least 1"), ({"lr": "fast"}, "cannot use 'fast'"),
+                         ({"precision": "fp8"}, "precision must be"), ({"hflip": "1.5"}, "between 0 and 1"),
+                         ({"scale": "[0.5]"}, "cannot use"), ({"ema_decay": "1"}, "ema_decay")]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(None, bad)
+    with pytest.raises(ConfigError, match="unknown option 'epoch' .did you mean epochs"):
+        parse_overrides(["--epoch", "3"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("epochs: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_defaults_equal_the_digits_recipe():
+    assert load_config(CONFIGS / "digits_convnext.yaml") == TrainConfig()
+
+
+@pytest.mark.parametrize("recipe", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_recipe_is_valid(recipe):
+    cfg = load_config(recipe)
+    assert cfg.model in modernconv.list_models()

@@ -1,0 +1,164 @@
+"""End-to-end training runs on small generated data: reproducibility, resume, NaN stop, outputs, CLI."""
+import json
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from modernconv.cli import main
+from modernconv.config import load_config
+from modernconv.engine import Trainer, train
+from modernconv.errors import ConfigError, TrainingDivergedError
+
+QUICK = dict(model="convnext_atto", data="synthetic", synthetic_samples=96, synthetic_classes=4, img_size=32,
+             epochs=2, batch_size=16, lr=2e-3, warmup_epochs=0.5, randaugment_magnitude=None, random_erasing=0.0,
+             mixup=0.0, cutmix=0.0, progress=False)
+
+
+def quick(tmp_path, name="run", **overrides):
+    return load_config(None, {**QUICK, "output": str(tmp_path / name), **overrides})
+
+
+def weights(run_dir, name="last.safetensors"):
+    return load_file(str(run_dir / name))
+
+
+def same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_run_folder_holds_everything(tmp_path):
+    result = train(quick(tmp_path, ema_decay=0.9))
+    files = {p.name for p in result.run_dir.iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "metrics.csv", "last.safetensors", "best.safetensors", "state.pt",
+            "curves.png"} <= files
+    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert {"train_loss", "lr", "val_top1", "val_top5", "val_loss", "ema_val_top1"} <= rows[0].keys()
+    assert load_config(result.run_dir / "config.yaml").epochs == 2
+
+
+def test_same_seed_same_weights(tmp_path):
+    a = train(quick(tmp_path, "a", mixup=0.8, cutmix=1.0, randaugment_magnitude=9, drop_path_rate=0.1))
+    b = train(quick(tmp_path, "b", mixup=0.8, cutmix=1.0, randaugment_magnitude=9, drop_path_rate=0.1))
+    c = train(quick(tmp_path, "c", mixup=0.8, cutmix=1.0, randaugment_magnitude=9, drop_path_rate=0.1, seed=1))
+    assert same(weights(a.run_dir), weights(b.run_dir))
+    assert not same(weights(a.run_dir), weights(c.run_dir))
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stop_after_steps", [None, 3], ids=["epoch-boundary", "mid-epoch"])
+def test_resume_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch, stop_after_steps):
+    extra = dict(randaugment_magnitude=9, mixup=0.8, cutmix=1.0, save_every_steps=stop_after_steps or 0)
+    full = train(quick(tmp_path, "full", **extra))
+    trainer = Trainer(quick(tmp_path, "cut", **extra))
+    original = trainer._optimizer_step
+    calls = {"n": 0}
+    limit = stop_after_steps or trainer.steps_per_epoch  # first epoch checkpoint, or the 3rd step's
+
+    def step_then_maybe_die():
+        if calls["n"] == limit:
+            raise Interrupt
+        calls["n"] += 1
+        original()
+
+    monkeypatch.setattr(trainer, "_optimizer_step", step_then_maybe_die)
+    with pytest.raises(Interrupt):
+        trainer.fit()
+    trainer.close()
+    resumed = train(quick(tmp_path, "cut", resume=True, **extra))
+    assert same(weights(full.run_dir), weights(resumed.run_dir))
+    assert len((resumed.run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    trainer = Trainer(quick(tmp_path, epochs=3))
+    real_loss = trainer._loss
+    calls = {"n": 0}
+
+    def loss_goes_nan(logits, targets):
+        calls["n"] += 1
+        out = real_loss(logits, targets)
+        return out * float("nan") if calls["n"] > trainer.steps_per_epoch + 2 else out
+
+    monkeypatch.setattr(trainer, "_loss", loss_goes_nan)
+    with pytest.raises(TrainingDivergedError, match="loss became nan at epoch 2"):
+        trainer.fit()
+    trainer.close()
+    saved = weights(trainer.run_dir)
+    assert all(torch.isfinite(t).all() for t in saved.values() if t.is_floating_point())
+    assert len((trainer.run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_an_existing_run_is_never_overwritten(tmp_path):
+    train(quick(tmp_path, epochs=1))
+    before = (tmp_path / "run" / "last.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run; pass --resume"):
+        train(quick(tmp_path, epochs=1))
+    assert (tmp_path / "run" / "last.safetensors").read_bytes() == before
+    with pytest.raises(ConfigError, match="holds no run to resume"):
+        train(quick(tmp_path, "empty", resume=True))
+
+
+def test_all_the_options_together(tmp_path):
+    result = train(quick(tmp_path, model="convnextv2_atto", epochs=1, accum_steps=2, layer_decay=0.8, clip_grad=1.0,
+                         ema_decay=0.99, precision="bf16", channels_last=True, grad_checkpointing=True,
+                         mixup=0.8, cutmix=1.0, label_smoothing=0.1, drop_path_rate=0.1, in_chans=1))
+    assert torch.isfinite(torch.tensor(result.last["train_loss"]))
+
+
+def test_fine_tune_from_a_checkpoint_with_other_classes(tmp_path):
+    first = train(quick(tmp_path, "first", epochs=1))
+    with pytest.warns(UserWarning, match="classifier not loaded"):
+        second = train(quick(tmp_path, "second", epochs=1, synthetic_classes=3, init=str(first.run_dir / "last.safetensors")))
+    assert weights(second.run_dir)["head.fc.weight"].shape == (3, 320)
+
+
+def make_folder(root, per_class=12):
+    """A two-class image folder (reddish vs bluish images of assorted sizes and modes)."""
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for cls, base in (("blue", (20, 40, 200)), ("red", (200, 30, 20))):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                noise = torch.randint(-30, 30, (3,), generator=g).tolist()
+                color = tuple(max(0, min(255, c + n)) for c, n in zip(base, noise))
+                img = Image.new("RGB", (24 + i, 30), color)
+                (img.convert("P") if i % 3 == 0 else img).save(folder / f"{i}.png")
+    return root
+
+
+def test_cli_train_eval_predict_on_an_image_folder(tmp_path, capsys):
+    data, run = make_folder(tmp_path / "data"), tmp_path / "cli"
+    options = {**QUICK, "data": str(data), "epochs": 3, "batch_size": 8}
+    args = ["train", "--output", str(run)] + [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+    assert main(args) == 0
+    assert "best val top-1" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(run / "best.safetensors"), "--data", str(data), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"top1", "top5", "loss"} and metrics["top1"] > 50
+    assert (run / "best_confusion.png").exists()
+    assert main(["predict", "--checkpoint", str(run / "best.safetensors"), str(data / "val" / "red" / "1.png"),
+                 "--topk", "2", "--json"]) == 0
+    pred = json.loads(capsys.readouterr().out)
+    assert [p["class"] for p in pred[0]["top"]] == ["red", "blue"]
+    assert main(["predict", "--checkpoint", str(run / "best.safetensors"), str(data / "val" / "red" / "1.png")]) == 0
+    assert capsys.readouterr().out.startswith(str(data / "val" / "red" / "1.png") + ": red ")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--epochs", "0"], "epochs must be at least 1"),
+    (["train", "--lrr", "1"], "unknown option 'lrr'"),
+    (["train", "--data", "/no/such/folder"], "/no/such/folder"),
+    (["train", "-c", "/no/recipe.yaml"], "does not exist"),
+    (["eval", "--checkpoint", "/no/ckpt.safetensors"], "does not exist"),
+])
+def test_train_mistakes_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
