@@ -105,14 +105,17 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
         saved = Path(overrides["output"]) / "config.yaml"
         recipe = saved if saved.is_file() else None  # a resumed run keeps its own configuration
     result = train(load_config(recipe, overrides))
-    print(f"best val top-1 {result.best_top1:.2f}% at epoch {result.best_epoch + 1}; run folder {result.run_dir}")
+    if result.is_main:
+        print(f"best val top-1 {result.best_top1:.2f}% at epoch {result.best_epoch + 1}; "
+              f"run folder {result.run_dir}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
     result = evaluate_checkpoint(model, info, args.data, args.batch_size, args.workers)
-    confusion_png = Path(args.confusion or Path(args.checkpoint).with_name(Path(args.checkpoint).stem + "_confusion.png"))
+    checkpoint = Path(args.checkpoint)
+    confusion_png = Path(args.confusion or checkpoint.with_name(checkpoint.stem + "_confusion.png"))
     plot_confusion(result.confusion, info.class_names, confusion_png)
     if args.json:
         print(json.dumps(result.summary()))

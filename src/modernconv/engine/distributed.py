@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,8 @@ def init_distributed(device_type: str) -> DistInfo:
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    # depthwise (C, 1, k, k) weight grads come back with a different stride on their size-1 dim: same layout
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     if device_type == "cuda":
         torch.cuda.set_device(info.local_rank)
     return info

@@ -36,6 +36,7 @@ class TrainResult:
     best_top1: float
     best_epoch: int
     last: dict
+    is_main: bool = True  # False on the other processes of a distributed run
 
 
 def seed_all(seed: int) -> None:
@@ -121,21 +122,31 @@ class Trainer:
                                    cfg.label_smoothing)
         self.val_loader = build_loader(self.split.val, cfg.batch_size, train=False, seed=cfg.seed,
                                        num_workers=cfg.workers, distributed=self.dist.enabled)
+        self.steps_per_epoch = self._count_steps()
+
+    def _count_steps(self) -> int:
+        """Optimizer steps per epoch; the training set must give at least ``accum_steps`` batches."""
+        cfg = self.cfg
         batches = len(self._train_loader(0))
         if batches < cfg.accum_steps:
             raise ConfigError(f"the training set gives {batches} batches of {cfg.batch_size} per process, fewer "
                               f"than accum_steps={cfg.accum_steps}; lower batch_size")
-        self.steps_per_epoch = batches // cfg.accum_steps
+        return batches // cfg.accum_steps
 
     def _train_loader(self, epoch: int, start_batch: int = 0):
         return build_loader(self.split.train, self.cfg.batch_size, train=True, seed=self.cfg.seed, epoch=epoch,
                             num_workers=self.cfg.workers, distributed=self.dist.enabled, start_batch=start_batch)
 
+    def _create_model(self) -> nn.Module:
+        """The network to train, with the ``init`` weights loaded."""
+        model = create_model(self.cfg.model, num_classes=self.num_classes, **self._model_kwargs())
+        if self.cfg.init:
+            load_checkpoint(model, self.cfg.init)
+        return model
+
     def _build_model(self) -> None:
         cfg = self.cfg
-        model = create_model(cfg.model, num_classes=self.num_classes, **self._model_kwargs())
-        if cfg.init:
-            load_checkpoint(model, cfg.init)
+        model = self._create_model()
         if cfg.grad_checkpointing:
             model.set_grad_checkpointing(True)
         model.to(self.device, memory_format=self.memory_format)
@@ -145,7 +156,8 @@ class Trainer:
         net: nn.Module = model
         if self.dist.enabled:
             net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                gradient_as_bucket_view=True)
         self.ddp = net
         self.net = torch.compile(net) if cfg.compile else net
         self.ema = build_ema(model, cfg.ema_decay) if cfg.ema_decay else None
@@ -228,6 +240,28 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
 
+    def _end_epoch(self, epoch: int, row: dict, progress: Progress) -> None:
+        """Evaluate the model (and its EMA) into ``row`` and keep the best weights."""
+        row.update({f"val_{k}": v for k, v in self._evaluate(self.model).summary().items()})
+        top1 = row["val_top1"]
+        best_model = self.model
+        if self.ema is not None:
+            row.update({f"ema_val_{k}": v for k, v in self._evaluate(self.ema.module).summary().items()})
+            if row["ema_val_top1"] > top1:
+                top1, best_model = row["ema_val_top1"], self.ema.module
+        if top1 > progress.best_top1:
+            progress.best_top1, progress.best_epoch = top1, epoch
+            if self.dist.is_main:
+                save_checkpoint(best_model, self.run_dir / BEST_FILE, metadata={
+                    **self._metadata(), "epoch": epoch, "top1": top1,
+                    "weights": "ema" if best_model is not self.model else "model"})
+
+    def _epoch_line(self, row: dict) -> str:
+        """The one-line summary printed after each epoch."""
+        return (f"epoch {row['epoch'] + 1}/{self.cfg.epochs}: loss {row['train_loss']:.4f}  val top-1 "
+                f"{row['val_top1']:.2f}%" + (f"  EMA {row['ema_val_top1']:.2f}%" if self.ema else "")
+                + f"  ({row['epoch_time_s']:.1f}s)")
+
     def _evaluate(self, model: nn.Module) -> EvalResult:
         return evaluate(model, self.val_loader, self.num_classes, self.device, self.cfg.precision,
                         self.cfg.channels_last, self.dist)
@@ -252,27 +286,13 @@ class Trainer:
             if progress.batches_done == 0:  # a fresh epoch; a mid-epoch resume restored the RNG instead
                 seed_all(_epoch_seed(cfg.seed, epoch))
             row = {"epoch": epoch, **self._train_epoch(epoch, progress)}
-            row.update({f"val_{k}": v for k, v in self._evaluate(self.model).summary().items()})
-            top1 = row["val_top1"]
-            best_model = self.model
-            if self.ema is not None:
-                row.update({f"ema_val_{k}": v for k, v in self._evaluate(self.ema.module).summary().items()})
-                if row["ema_val_top1"] > top1:
-                    top1, best_model = row["ema_val_top1"], self.ema.module
             progress.epoch, progress.batches_done = epoch + 1, 0
-            if top1 > progress.best_top1:
-                progress.best_top1, progress.best_epoch = top1, epoch
-                if self.dist.is_main:
-                    save_checkpoint(best_model, self.run_dir / BEST_FILE, metadata={
-                        **self._metadata(), "epoch": epoch, "top1": top1,
-                        "weights": "ema" if best_model is not self.model else "model"})
+            self._end_epoch(epoch, row, progress)
             self._save(progress)
             if logbook:
                 logbook.log(row)
-                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}  val top-1 "
-                           f"{row['val_top1']:.2f}%" + (f"  EMA {row['ema_val_top1']:.2f}%" if self.ema else "")
-                           + f"  ({row['epoch_time_s']:.1f}s)")
-        return TrainResult(self.run_dir, progress.best_top1, progress.best_epoch, row)
+                tqdm.write(self._epoch_line(row))
+        return TrainResult(self.run_dir, progress.best_top1, progress.best_epoch, row, self.dist.is_main)
 
     def close(self) -> None:
         shutdown(self.dist)
