@@ -81,3 +81,22 @@ def test_corrupt_checkpoint_from_a_real_process(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("modernconv: error:") and proc.stderr.count("\n") == 1
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_reparameterize_flag_on_info_convert_and_bench(capsys, tmp_path):
+    _, out, _ = run(capsys, "info", "unireplknet_a", "--json", "--reparameterize")
+    assert json.loads(out)["params"] == 4437300  # model_table.csv, deploy form
+    model = modernconv.create_model("unireplknet_a").eval()
+    modernconv.save_checkpoint(model, tmp_path / "train.safetensors")
+    code, out, _ = run(capsys, "convert", str(tmp_path / "train.safetensors"), str(tmp_path / "deploy.safetensors"),
+                       "--reparameterize")
+    assert code == 0 and "unireplknet_a deploy form" in out
+    deploy = modernconv.create_model("unireplknet_a", deploy=True, pretrained=tmp_path / "deploy.safetensors").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(deploy(x), model(x), rtol=1e-5, atol=1e-5)
+    code, out, _ = run(capsys, "convert", str(tmp_path / "deploy.safetensors"), str(tmp_path / "again.safetensors"))
+    assert code == 0 and "unireplknet_a" in out  # a deploy-form file is recognised as such
+    code, out, _ = run(capsys, "bench", "unireplknet_a", "--reparameterize", "--input-size", "3", "64", "64",
+                       "--batch-size", "2", "--steps", "1", "--warmup", "0")
+    assert code == 0 and "images/s" in out

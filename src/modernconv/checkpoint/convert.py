@@ -19,7 +19,7 @@ def _head_and_channels(source: dict[str, torch.Tensor]) -> dict[str, int]:
     fmt = detect_format(list(source))
     renamed = {fmt.rename(k): v for k, v in source.items()}
     head = renamed.get(CLASSIFIER_PREFIX + "weight")
-    stem = next((v for v in renamed.values() if v.ndim == 4), None)
+    stem = next((renamed[k] for k in sorted(renamed) if k.startswith("stem") and renamed[k].ndim == 4), None)
     return dict(num_classes=head.shape[0] if head is not None else 0,
                 in_chans=stem.shape[1] if stem is not None else 3)
 
