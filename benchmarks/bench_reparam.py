@@ -55,7 +55,7 @@ def main() -> None:
 
     print(f"eval inference, fp32, channels-last, batch {args.batch_size}, {args.size}x{args.size}, {device} "
           f"({torch.get_num_threads()} threads), median of {args.rounds} x {args.steps} interleaved steps\n")
-    print(f"| model | images/s | ms/batch |\n|---|---:|---:|")
+    print("| model | images/s | ms/batch |\n|---|---:|---:|")
     for label, value in ips.items():
         print(f"| {label} | {value:.1f} | {1e3 * args.batch_size / value:.1f} |")
     print("\n| ratio | value | goal |\n|---|---:|---:|")

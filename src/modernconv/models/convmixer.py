@@ -6,13 +6,12 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import nn
 
-from ..layers import CheckpointSequential, ClassifierHead
-from .base import DataConfig, ModernConvNet
+from ..layers import ClassifierHead
+from .base import DataConfig
+from .isotropic import IsotropicConvNet
 from .registry import register_model
 
 
@@ -33,7 +32,7 @@ class ConvMixerBlock(nn.Module):
         return self.norm_pw(self.act_pw(self.conv_pw(x)))
 
 
-class ConvMixer(ModernConvNet):
+class ConvMixer(IsotropicConvNet):
     """ConvMixer-h/d with kernel ``kernel_size`` and patch ``patch_size``."""
 
     def __init__(self, dim: int = 768, depth: int = 32, kernel_size: int = 7, patch_size: int = 7,
@@ -41,21 +40,10 @@ class ConvMixer(ModernConvNet):
                  drop_rate: float = 0.0) -> None:
         super().__init__()
         self.in_chans = in_chans
-        self.input_stride = patch_size
         self.stem = nn.Sequential(nn.Conv2d(in_chans, dim, patch_size, stride=patch_size), act_layer(),
                                   nn.BatchNorm2d(dim))
-        self.blocks = CheckpointSequential(*(ConvMixerBlock(dim, kernel_size, act_layer) for _ in range(depth)))
-        self.feature_info = [dict(num_chs=dim, reduction=patch_size, module=f"blocks.{i}") for i in range(depth)]
+        self.init_blocks([ConvMixerBlock(dim, kernel_size, act_layer) for _ in range(depth)], dim, patch_size)
         self.head = ClassifierHead(dim, num_classes, use_norm=False, drop_rate=drop_rate)
-
-    def feature_stages(self) -> Sequence[nn.Module]:
-        return list(self.blocks)
-
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x)
-
-    def group_matcher(self, coarse: bool = False) -> dict[str, str | list]:
-        return dict(stem=r"^stem", blocks=r"^blocks\.(\d+)")
 
 
 _IMAGENET = DataConfig(crop_pct=0.96)

@@ -18,8 +18,8 @@ from torch import nn
 
 from ..layers import (CheckpointSequential, ClassifierHead, DropPath, LayerNorm2d, Mlp, drop_path_rates,
                       fold_output_affine, init_head, init_trunc_normal)
-from .base import ModernConvNet
 from .hierarchical import HierarchicalConvNet
+from .isotropic import IsotropicConvNet
 from .registry import register_model
 
 
@@ -92,7 +92,7 @@ class ConvNeXt(HierarchicalConvNet):
         self.init_body(stages, dims, num_classes, drop_rate)
 
 
-class ConvNeXtIsotropic(ModernConvNet):
+class ConvNeXtIsotropic(IsotropicConvNet):
     """Isotropic ConvNeXt: Conv 16x16 s16 patch stem (no norm), ``depth`` blocks at one width, pool + LN + head."""
 
     def __init__(self, depth: int = 18, dim: int = 384, in_chans: int = 3, num_classes: int = 1000,
@@ -102,28 +102,17 @@ class ConvNeXtIsotropic(ModernConvNet):
         super().__init__()
         self.deploy = deploy
         self.in_chans = in_chans
-        self.input_stride = patch_size
         self.head_init_scale = head_init_scale
         self.stem = nn.Conv2d(in_chans, dim, patch_size, stride=patch_size)
         rates = drop_path_rates(drop_path_rate, [depth])[0]
-        self.blocks = CheckpointSequential(*(
-            ConvNeXtBlock(dim, kernel_size, mlp_ratio, p, layer_scale_init_value, deploy=deploy) for p in rates))
-        self.feature_info = [dict(num_chs=dim, reduction=patch_size, module=f"blocks.{i}") for i in range(depth)]
+        self.init_blocks([ConvNeXtBlock(dim, kernel_size, mlp_ratio, p, layer_scale_init_value, deploy=deploy)
+                          for p in rates], dim, patch_size)
         self.head = ClassifierHead(dim, num_classes, use_norm=True, drop_rate=drop_rate)
         init_trunc_normal(self)
         self.init_classifier(self.head.fc)
 
-    def feature_stages(self) -> Sequence[nn.Module]:
-        return list(self.blocks)
-
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x)
-
     def init_classifier(self, fc: nn.Module) -> None:
         init_head(fc, self.head_init_scale)
-
-    def group_matcher(self, coarse: bool = False) -> dict[str, str | list]:
-        return dict(stem=r"^stem", blocks=r"^blocks\.(\d+)")
 
 
 _V1 = dict(atto=((2, 2, 6, 2), (40, 80, 160, 320)), femto=((2, 2, 6, 2), (48, 96, 192, 384)),
