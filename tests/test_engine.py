@@ -114,7 +114,8 @@ def test_defaults_equal_the_digits_recipe():
     assert load_config(CONFIGS / "digits_convnext.yaml") == TrainConfig()
 
 
-@pytest.mark.parametrize("recipe", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("recipe", sorted(p for p in CONFIGS.glob("*.yaml") if not p.stem.startswith("fcmae")),
+                         ids=lambda p: p.stem)
 def test_every_recipe_is_valid(recipe):
     cfg = load_config(recipe)
     assert cfg.model in modernconv.list_models()

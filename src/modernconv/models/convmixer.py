@@ -28,7 +28,7 @@ class ConvMixerBlock(nn.Module):
         self.norm_pw = nn.BatchNorm2d(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.norm_dw(self.act_dw(self.conv_dw(x)))
+        x = self.norm_dw(self.act_dw(self.conv_dw(x))).add_(x)  # in place: the branch output is ours alone
         return self.norm_pw(self.act_pw(self.conv_pw(x)))
 
 

@@ -42,7 +42,7 @@ class ConvNeXtBlock(nn.Module):
         y = self.mlp(self.norm(self.conv_dw(x).permute(0, 2, 3, 1)))
         if self.gamma is not None:
             y = y * self.gamma
-        return x + self.drop_path(y.permute(0, 3, 1, 2))
+        return self.drop_path(y.permute(0, 3, 1, 2)).add_(x)  # in place: the branch output is ours alone
 
     def reparameterize(self) -> None:
         """Deploy form: GRN bias and layer scale folded into the second Linear."""
