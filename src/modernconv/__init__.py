@@ -3,8 +3,10 @@ checkpoint, trained, re-parameterised and measured."""
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import CheckpointError, ConfigError, InputShapeError, ModelNotFoundError, UserError
 from .models import DataConfig, ModernConvNet, create_model, list_models
+from .pretrain import FCMAE
 from .reparam import reparameterize
 
 __version__ = "0.1.0"
-__all__ = ["CheckpointError", "ConfigError", "DataConfig", "InputShapeError", "ModelNotFoundError", "ModernConvNet",
-           "UserError", "create_model", "list_models", "load_checkpoint", "reparameterize", "save_checkpoint"]
+__all__ = ["CheckpointError", "ConfigError", "DataConfig", "FCMAE", "InputShapeError", "ModelNotFoundError",
+           "ModernConvNet", "UserError", "create_model", "list_models", "load_checkpoint", "reparameterize",
+           "save_checkpoint"]

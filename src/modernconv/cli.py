@@ -6,16 +6,20 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from . import __version__
 from .analysis import benchmark, profile_model
 from .checkpoint import convert_checkpoint, load_checkpoint, model_from_checkpoint
-from .config import load_config, parse_overrides
+from .analysis.collapse import checkpoint_curves, plot_collapse, write_collapse_csv
+from .config import TrainConfig, load_config, parse_overrides
 from .engine import evaluate_checkpoint, plot_confusion, predict_images, train
 from .errors import UserError
 from .models import create_model, get_model_spec, list_models
+from .pretrain import PretrainConfig
+from .pretrain.loop import pretrain
 from .reparam import reparameterize
 from .runtime import resolve_device
 
@@ -98,16 +102,41 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
-    overrides = parse_overrides(extra)
+def _run_config(args: argparse.Namespace, extra: list[str], kind: type[TrainConfig] = TrainConfig) -> TrainConfig:
+    """The recipe (``-c``) with ``--key value`` overrides; a resumed run keeps its own saved configuration."""
+    overrides = parse_overrides(extra, kind)
     recipe = args.config
     if recipe is None and "resume" in overrides and "output" in overrides:
         saved = Path(overrides["output"]) / "config.yaml"
-        recipe = saved if saved.is_file() else None  # a resumed run keeps its own configuration
-    result = train(load_config(recipe, overrides))
+        recipe = saved if saved.is_file() else None
+    return load_config(recipe, overrides, kind)
+
+
+def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    result = train(_run_config(args, extra))
     if result.is_main:
         print(f"best val top-1 {result.best_top1:.2f}% at epoch {result.best_epoch + 1}; "
               f"run folder {result.run_dir}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace, extra: list[str]) -> int:
+    result = pretrain(_run_config(args, extra, PretrainConfig))
+    if result.is_main:
+        print(f"final loss {result.last.get('train_loss', float('nan')):.4f}; encoder {result.encoder}; "
+              f"run folder {result.run_dir}")
+    return 0
+
+
+def cmd_collapse(args: argparse.Namespace) -> int:
+    curves = checkpoint_curves(args.model, args.checkpoint, args.data, args.images, args.img_size, args.batch_size,
+                               resolve_device(args.device))
+    csv_path = write_collapse_csv(curves, args.csv)
+    png_path = plot_collapse(curves, args.plot, title=f"feature collapse, {args.model}")
+    for curve in curves:
+        print(f"{curve.label}: mean score {curve.mean:.4f} over {len(curve.score)} blocks "
+              f"(first {curve.score[0]:.4f}, last {curve.score[-1]:.4f})")
+    print(f"wrote {csv_path} and {png_path}")
     return 0
 
 
@@ -136,6 +165,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for item in predictions:
         print(item["image"] + ": " + ", ".join(f"{p['class']} {100 * p['probability']:.1f}%" for p in item["top"]))
     return 0
+
+
+def _add_run_parser(sub: argparse._SubParsersAction, name: str, func: Callable[..., int], help_text: str,
+                    description: str) -> None:
+    """A subcommand run from a YAML recipe (``-c``) plus any ``--key value`` options."""
+    p = sub.add_parser(name, help=help_text, description=description)
+    p.add_argument("-c", "--config", help="YAML recipe; --key value options override it")
+    p.set_defaults(func=func, takes_extra=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,13 +224,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the deploy form (branches, BatchNorms, layer scale folded; same outputs)")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("train", help="train or fine-tune a model (the papers' recipes)",
-                       description="Train MODEL on DATA. With no arguments: a small ConvNeXt on the built-in digits "
-                                   "set. Any option of the recipe can be given as --key value (e.g. --model "
-                                   "convnextv2_atto --data PATH --epochs 10 --lr 1e-3 --batch-size 32); "
-                                   "`--output DIR --resume` continues an interrupted run. See configs/ for recipes.")
-    p.add_argument("-c", "--config", help="YAML recipe; --key value options override it")
-    p.set_defaults(func=cmd_train, takes_extra=True)
+    _add_run_parser(sub, "train", cmd_train, "train or fine-tune a model (the papers' recipes)",
+                    "Train MODEL on DATA. With no arguments: a small ConvNeXt on the built-in digits set. Any option "
+                    "of the recipe can be given as --key value (e.g. --model convnextv2_atto --data PATH --epochs 10 "
+                    "--lr 1e-3 --batch-size 32); `--output DIR --resume` continues an interrupted run. See configs/ "
+                    "for recipes.")
+    _add_run_parser(sub, "pretrain", cmd_pretrain, "FCMAE masked-autoencoder pre-training of a ConvNeXt encoder",
+                    "Pre-train MODEL's encoder with FCMAE (the ConvNeXt V2 recipe: AdamW 0.9/0.95, lr 1.5e-4 x "
+                    "batch/256, warm-up + cosine, RandomResizedCrop + flip). DATA is digits, synthetic, a folder of "
+                    "images, or a folder whose train/ holds images (class sub-folders or none). Any recipe option "
+                    "as --key value (e.g. --model convnextv2_atto --mask-ratio 0.6 --mode sparse --epochs 10); "
+                    "`--output DIR --resume` continues a run. Writes encoder.safetensors (loads with "
+                    "create_model(..., pretrained=) and `train --init`) and a reconstruction grid per epoch. "
+                    "See configs/fcmae_*.yaml.")
+
+    p = sub.add_parser("collapse", help="per-block feature-collapse scores of checkpoints (CSV + PNG)",
+                       description="The ConvNeXt V2 paper's feature-collapse score of every block's expansion-MLP "
+                                   "activation (after GELU, before GRN): the mean over channel pairs of "
+                                   "(1 - cos) / 2, averaged over held-out images of DATA, against normalised depth. "
+                                   "Low = collapsed. One curve per checkpoint (encoder-only files load too).")
+    p.add_argument("model")
+    p.add_argument("--checkpoint", required=True, nargs="+", metavar="PATH")
+    p.add_argument("--data", default="digits", help="digits, synthetic, or a folder of images (its val/ if any)")
+    p.add_argument("--images", type=int, default=256, help="how many images to average over (default 256)")
+    p.add_argument("--img-size", type=int, help="default: the model's data config")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device")
+    p.add_argument("--csv", default="collapse.csv", help="where to write the scores (default collapse.csv)")
+    p.add_argument("--plot", default="collapse.png", help="where to write the plot (default collapse.png)")
+    p.set_defaults(func=cmd_collapse)
 
     p = sub.add_parser("eval", help="accuracy of a checkpoint on a data set",
                        description="Top-1, top-5, loss, per-class accuracy and a confusion-matrix PNG of a "

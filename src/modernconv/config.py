@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
 import types
 import typing
@@ -123,13 +124,16 @@ class TrainConfig:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_HINTS = typing.get_type_hints(TrainConfig)
+@functools.cache
+def _hints(kind: type) -> dict[str, Any]:
+    """The field types of config class ``kind`` (TrainConfig or a subclass such as PretrainConfig)."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    return {k: v for k, v in typing.get_type_hints(kind).items() if k in names}
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _coerce(name: str, value: Any, kind: type = TrainConfig) -> Any:
     """Convert a YAML or command-line value to the field's type, or raise ConfigError."""
-    hint = _HINTS[name]
+    hint = _hints(kind)[name]
     args = [a for a in typing.get_args(hint) if a is not type(None)] if isinstance(hint, types.UnionType) else []
     if args:  # X | None
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
@@ -162,17 +166,18 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"{name}: cannot use {value!r} as {getattr(hint, '__name__', hint)}") from None
 
 
-def _check_key(key: str) -> str:
+def _check_key(key: str, kind: type = TrainConfig) -> str:
     name = key.replace("-", "_")
-    if name not in _FIELDS:
-        close = difflib.get_close_matches(name, list(_FIELDS), n=3)
+    if name not in _hints(kind):
+        close = difflib.get_close_matches(name, list(_hints(kind)), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ConfigError(f"unknown option {key!r}{hint}")
     return name
 
 
-def parse_overrides(args: list[str]) -> dict[str, str]:
-    """``['--lr', '1e-3', '--epochs=5']`` -> {'lr': '1e-3', 'epochs': '5'}; a flag alone means true."""
+def parse_overrides(args: list[str], kind: type = TrainConfig) -> dict[str, str]:
+    """``['--lr', '1e-3', '--epochs=5']`` -> {'lr': '1e-3', 'epochs': '5'}; a flag alone means true.
+    Keys must be fields of config class ``kind``."""
     out, i = {}, 0
     while i < len(args):
         arg = args[i]
@@ -184,13 +189,15 @@ def parse_overrides(args: list[str]) -> dict[str, str]:
                 value, i = args[i + 1], i + 1
             else:
                 value = "true"
-        out[_check_key(key)] = value
+        out[_check_key(key, kind)] = value
         i += 1
     return out
 
 
-def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """A validated TrainConfig from a YAML recipe (optional) with ``overrides`` applied on top."""
+def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
+                kind: type[TrainConfig] = TrainConfig) -> TrainConfig:
+    """A validated config of class ``kind`` (default TrainConfig) from a YAML recipe (optional) with
+    ``overrides`` applied on top."""
     values: dict[str, Any] = {}
     if recipe is not None:
         path = Path(recipe)
@@ -202,6 +209,6 @@ def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, An
             raise ConfigError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"recipe {path} must be a mapping of option: value")
-        values.update({_check_key(k): v for k, v in loaded.items()})
-    values.update({_check_key(k): v for k, v in (overrides or {}).items()})
-    return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()}).validate()
+        values.update({_check_key(k, kind): v for k, v in loaded.items()})
+    values.update({_check_key(k, kind): v for k, v in (overrides or {}).items()})
+    return kind(**{k: _coerce(k, v, kind) for k, v in values.items()}).validate()

@@ -14,6 +14,7 @@ from .formats import detect_format
 from .io import read_checkpoint
 
 CLASSIFIER_PREFIX = "head.fc."
+HEAD_NORM_PREFIX = "head.norm."  # absent from encoder-only files (FCMAE pre-training, the authors' FCMAE release)
 
 
 @dataclass
@@ -89,9 +90,15 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, reps, 1, 1)[:, :in_chans] * (src / in_chans)
 
 
-def _is_classifier_only(report: LoadReport) -> bool:
-    names = report.missing + report.unexpected + [m.split(":")[0] for m in report.mismatched]
-    return bool(names) and all(n.startswith(CLASSIFIER_PREFIX) for n in names)
+def _is_head_only(report: LoadReport) -> bool:
+    """Only the classifier differs, or the file also lacks ``head.norm`` (an encoder-only file)."""
+    names = report.unexpected + [m.split(":")[0] for m in report.mismatched]
+    missing_ok = all(n.startswith((CLASSIFIER_PREFIX, HEAD_NORM_PREFIX)) for n in report.missing)
+    return missing_ok and all(n.startswith(CLASSIFIER_PREFIX) for n in names)
+
+
+def _is_encoder_only(report: LoadReport) -> bool:
+    return any(n.startswith(HEAD_NORM_PREFIX) for n in report.missing)
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:
@@ -99,16 +106,20 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     .pth, .pt), converting names and shapes.
 
     If only the classifier differs (e.g. fine-tuning to new classes) the rest is loaded and a warning
-    says so. Any other difference raises CheckpointError listing it, unless ``strict=False``.
+    says so. An encoder-only file (no ``head.norm`` and no classifier, as FCMAE pre-training writes and the
+    authors' FCMAE encoders are released) loads the same way: the head keeps its fresh initialisation.
+    Any other difference raises CheckpointError listing it, unless ``strict=False``.
     """
     source, _ = read_checkpoint(path)
     target = model.state_dict()
     fitted, report = fit_state_dict(source, target, getattr(model, "in_chans", None))
     if not report.clean:
-        if _is_classifier_only(report):
+        if _is_head_only(report):
             for k in [k for k in fitted if k.startswith(CLASSIFIER_PREFIX)]:
                 del fitted[k]
-            report.notes.append("classifier not loaded (checkpoint and model differ in classes); "
+            report.notes.append("encoder-only checkpoint: the head (norm and classifier) keeps its fresh "
+                                "initialisation" if _is_encoder_only(report) else
+                                "classifier not loaded (checkpoint and model differ in classes); "
                                 "it keeps its fresh initialisation")
         elif strict:
             raise CheckpointError(f"{path} does not fit {getattr(model, 'model_name', type(model).__name__)} "

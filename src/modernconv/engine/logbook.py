@@ -57,21 +57,24 @@ class Logbook:
             writer.writerows(rows)
 
 
+PANELS = (("loss", "loss", (("train_loss", "train"), ("val_loss", "val"), ("ema_val_loss", "val (EMA)"))),
+          ("accuracy", "accuracy (%)", (("val_top1", "val top-1"), ("ema_val_top1", "val top-1 (EMA)"),
+                                        ("val_top5", "val top-5"))))
+
+
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
-    """Loss (train and val) and accuracy (val, EMA if present) against epoch."""
+    """Loss (train and val) and accuracy (val, EMA if present) against epoch; a panel with no metric in the
+    rows (accuracy in a pre-training run) is left out."""
     if not rows:
         return
     epochs = [r["epoch"] + 1 for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label in (("train_loss", "train"), ("val_loss", "val"), ("ema_val_loss", "val (EMA)")):
-        if key in rows[0]:
-            ax_loss.plot(epochs, [r[key] for r in rows], label=label)
-    for key, label in (("val_top1", "val top-1"), ("ema_val_top1", "val top-1 (EMA)"), ("val_top5", "val top-5")):
-        if key in rows[0]:
-            ax_acc.plot(epochs, [r[key] for r in rows], label=label)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
+    panels = [(title, ylabel, [(k, label) for k, label in curves if k in rows[0]]) for title, ylabel, curves in PANELS]
+    panels = [panel for panel in panels if panel[2]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (title, ylabel, curves) in zip(axes[0], panels):
+        for key, label in curves:
+            ax.plot(epochs, [r[key] for r in rows], label=label)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
