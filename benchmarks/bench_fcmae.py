@@ -25,6 +25,7 @@ import torch
 
 import modernconv
 from modernconv.analysis.benchmark import _peak_mb, _reset_peak
+from modernconv.engine.optim import build_optimizer
 from modernconv.pretrain import FCMAE
 from common import interleaved, ratio_row
 
@@ -41,9 +42,9 @@ def dense_loss(model: FCMAE, images: torch.Tensor) -> torch.Tensor:
 
 
 def make_pretrain_step(model: FCMAE, images: torch.Tensor, dense: bool = False):
-    """A callable running one pre-training step (FCMAE in its mode, or ``dense_loss``), AdamW (0.9, 0.95)."""
+    """A callable running one pre-training step (FCMAE in its mode, or ``dense_loss``), the library's AdamW (0.9, 0.95)."""
     model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1.5e-4, betas=(0.9, 0.95))
+    optimizer = build_optimizer(model, lr=1.5e-4, weight_decay=0.05, betas=(0.9, 0.95))
 
     def step() -> None:
         (dense_loss(model, images) if dense else model(images).loss).backward()

@@ -44,6 +44,27 @@ def test_no_decay_group_holds_layer_scale_and_grn():
     assert "stages.0.blocks.0.gamma" in {n for g in v1 if g["weight_decay"] == 0 for n in g["names"]}
 
 
+def test_optimizer_is_fused_on_cpu_and_steps_like_the_reference_adamw():
+    torch.manual_seed(0)
+    model = modernconv.create_model("convnextv2_atto", num_classes=10)
+    reference = modernconv.create_model("convnextv2_atto", num_classes=10)
+    reference.load_state_dict(model.state_dict())
+    opts = [build_optimizer(m, lr=1e-3, weight_decay=0.05, layer_decay=0.8) for m in (model, reference)]
+    for group in opts[1].param_groups:
+        group["fused"] = None  # the per-parameter loop torch uses by default
+    assert all(g["fused"] for g in opts[0].param_groups)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    start = model.stem[0].weight.detach().clone()
+    for _ in range(3):
+        for m, opt in zip((model, reference), opts):
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+    assert not torch.equal(model.stem[0].weight, start)
+
+
 def test_optimizer_lrs_follow_the_scales():
     model = modernconv.create_model("convnext_atto")
     opt = build_optimizer(model, lr=1e-3, weight_decay=0.05, layer_decay=0.5)

@@ -72,6 +72,24 @@ def test_drop_path_and_gradient_checkpointing_keep_the_modes_equal():
             assert (grads[n] - g).abs().max() <= 1e-4 * g.abs().max(), n
 
 
+def test_channels_last_and_bf16_autocast_run_both_modes():
+    model = fcmae("convnextv2_atto")
+    images = torch.randn(3, 3, 96, 128)
+    mask = model.random_mask(images)
+    loss, grads = loss_and_grads(model, "masked", images, mask)
+    model.to(memory_format=torch.channels_last)
+    for mode in ("sparse", "masked"):
+        loss_cl, grads_cl = loss_and_grads(model, mode, images.contiguous(memory_format=torch.channels_last), mask)
+        assert abs(loss_cl - loss) <= 1e-5 * abs(loss), mode
+        for n, g in grads.items():
+            assert (grads_cl[n] - g).abs().max() <= 1e-4 * g.abs().max(), (mode, n)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss_bf16, grads_bf16 = loss_and_grads(model, mode, images, mask)
+        assert abs(loss_bf16 - loss) <= 1e-2 * abs(loss), mode  # bf16 keeps ~3 significant digits
+        for n, g in grads.items():  # every gradient points the fp32 way
+            assert torch.nn.functional.cosine_similarity(grads_bf16[n].flatten().float(), g.flatten(), 0) > 0.99, n
+
+
 @pytest.mark.parametrize("mode", ["sparse", "masked"])
 def test_pixels_under_masked_patches_never_reach_visible_activations(mode):
     model = fcmae("convnextv2_atto", mode=mode).eval()

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..engine.optim import build_optimizer
 from ..runtime import autocast, resolve_device
 
 
@@ -66,7 +67,7 @@ def make_step(model: nn.Module, x: torch.Tensor, mode: str, dtype: str):
     if mode != "train":
         raise ValueError(f"mode must be 'infer' or 'train', got {mode!r}")
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.05)
     num_classes = getattr(model, "num_classes", 0) or 1
     target = torch.randint(0, num_classes, (x.shape[0],), device=device)
 
