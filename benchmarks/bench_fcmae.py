@@ -42,7 +42,8 @@ def dense_loss(model: FCMAE, images: torch.Tensor) -> torch.Tensor:
 
 
 def make_pretrain_step(model: FCMAE, images: torch.Tensor, dense: bool = False):
-    """A callable running one pre-training step (FCMAE in its mode, or ``dense_loss``), the library's AdamW (0.9, 0.95)."""
+    """A callable running one pre-training step (FCMAE in its mode, or ``dense_loss``) with the library's AdamW
+    (0.9, 0.95)."""
     model.train()
     optimizer = build_optimizer(model, lr=1.5e-4, weight_decay=0.05, betas=(0.9, 0.95))
 

@@ -1,5 +1,7 @@
 """FCMAE: sparse == masked (loss and every gradient), no leakage across masked patches or samples, the
 decoder, the loss, the mask, and pre-training -> encoder file -> create_model -> fine-tuning."""
+import re
+
 import pytest
 import torch
 from PIL import Image
@@ -10,7 +12,8 @@ from helpers import randomize_
 from modernconv.cli import main
 from modernconv.config import load_config
 from modernconv.engine import train
-from modernconv.errors import ConfigError, InputShapeError
+from modernconv.checkpoint import convert_checkpoint, save_checkpoint
+from modernconv.errors import CheckpointError, ConfigError, InputShapeError
 from modernconv.pretrain import FCMAE, PretrainConfig
 from modernconv.pretrain.loop import Pretrainer, pretrain
 from modernconv.pretrain.masking import check_mask, keep_count, patchify, random_mask, unpatchify, upsample_mask
@@ -243,6 +246,56 @@ def test_authors_fcmae_encoder_release_loads_like_ours(tmp_path):
     with pytest.warns(UserWarning, match="encoder-only checkpoint"):
         loaded = modernconv.create_model("convnextv2_atto", pretrained=tmp_path / "convnextv2_atto_1k_224_fcmae.pt")
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.encoder_state_dict().items())
+
+
+def authors_sparse_fcmae_layout(model: FCMAE) -> dict[str, torch.Tensor]:
+    """An FCMAE model in the layout of the authors' released pre-training checkpoints: their dense names with
+    MinkowskiEngine modules in the encoder (conv ``kernel`` (K*K, C_in, C_out), offsets column-major; depthwise
+    (K*K, C); ``ln`` / ``linear`` wrappers; (1, C) biases and GRN), under ``encoder.``, next to the decoder."""
+    out = {}
+    for key, value in authors_convnext_layout(model.encoder_state_dict()).items():
+        parts = key.split(".")
+        module = ".".join(parts[:-1])
+        if key.startswith("downsample_layers.0."):  # the stem stays a dense conv + LayerNorm
+            pass
+        elif value.ndim == 4 and parts[-1] == "weight":  # kernel[col * K + row, c_in, c_out] = w[c_out, c_in, row, col]
+            value = value.permute(3, 2, 1, 0).reshape(-1, value.shape[1], value.shape[0])
+            value, parts[-1] = (value[:, 0] if parts[-2] == "dwconv" else value), "kernel"
+        elif parts[-2] == "norm" or re.fullmatch(r"downsample_layers\.\d\.0", module):
+            parts.insert(-1, "ln")
+        elif parts[-2] in ("pwconv1", "pwconv2"):
+            parts.insert(-1, "linear")
+        elif parts[-2] in ("dwconv", "grn", "1"):  # conv biases and GRN are (1, C)
+            value = value.reshape(1, -1)
+        out["encoder." + ".".join(parts)] = value
+    out.update({"mask_token": model.decoder.mask_token, "proj.weight": model.decoder.proj.weight,
+                "decoder.0.dwconv.weight": model.decoder.blocks[0].conv_dw.weight,
+                "pred.weight": model.decoder.pred.weight})
+    return out
+
+
+def test_authors_sparse_fcmae_release_and_our_whole_pretraining_file_load_their_encoder(tmp_path):
+    model = fcmae("convnextv2_atto")
+    released = authors_sparse_fcmae_layout(model)
+    assert released["encoder.stages.0.0.dwconv.kernel"].shape == (49, 40)
+    assert released["encoder.downsample_layers.1.1.kernel"].shape == (4, 40, 80)
+    assert {"encoder.stages.0.0.norm.ln.weight", "encoder.stages.0.0.pwconv1.linear.weight",
+            "encoder.downsample_layers.1.0.ln.weight"} <= set(released)
+    assert released["encoder.stages.0.0.grn.gamma"].shape == (1, 160)
+    torch.save({"model": released}, tmp_path / "convnextv2_atto_1k_224_fcmae.pt")
+    save_checkpoint(model, tmp_path / "ours.safetensors")  # a whole FCMAE: encoder.*, decoder.*
+    expected = model.encoder_state_dict()
+    for name in ("convnextv2_atto_1k_224_fcmae.pt", "ours.safetensors"):
+        with pytest.warns(UserWarning, match="left out its decoder"):
+            loaded = modernconv.create_model("convnextv2_atto", num_classes=10, pretrained=tmp_path / name)
+        assert all(torch.equal(loaded.state_dict()[k], v) for k, v in expected.items()), name
+
+        with pytest.warns(UserWarning, match="encoder-only checkpoint: written without a head"):
+            model_name, report = convert_checkpoint(tmp_path / name, tmp_path / f"{name}.safetensors")
+        assert model_name == "convnextv2_atto" and report.source_format.startswith("FCMAE encoder")
+        assert load_file(str(tmp_path / f"{name}.safetensors")).keys() == expected.keys()
+    with pytest.raises(CheckpointError, match="fine-tune it before deploying"):
+        convert_checkpoint(tmp_path / "ours.safetensors", tmp_path / "deploy.safetensors", deploy=True)
 
 
 class Interrupt(Exception):

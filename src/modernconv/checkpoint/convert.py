@@ -3,21 +3,20 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 
 import torch
 
 from ..errors import CheckpointError
 from ..models import create_model, get_model_spec, list_models
 from ..reparam import reparameterize
-from .formats import detect_format
 from .io import read_checkpoint, save_checkpoint
-from .load import CLASSIFIER_PREFIX, LoadReport, fit_state_dict
+from .load import CLASSIFIER_PREFIX, LoadReport, fit_state_dict, is_encoder_only, to_our_names
 
 
 def _head_and_channels(source: dict[str, torch.Tensor]) -> dict[str, int]:
     """``num_classes`` and ``in_chans`` implied by a checkpoint's tensors."""
-    fmt = detect_format(list(source))
-    renamed = {fmt.rename(k): v for k, v in source.items()}
+    renamed = to_our_names(source)[0]
     head = renamed.get(CLASSIFIER_PREFIX + "weight")
     stem = next((renamed[k] for k in sorted(renamed) if k.startswith("stem") and renamed[k].ndim == 4), None)
     return dict(num_classes=head.shape[0] if head is not None else 0,
@@ -49,7 +48,7 @@ def fit_to_model(source: dict[str, torch.Tensor], name: str | None = None
             with torch.device("meta"):
                 target = create_model(candidate, **options).state_dict()
             fitted, report = fit_state_dict(source, target, options["in_chans"])
-            if report.clean:
+            if report.clean or is_encoder_only(report):
                 return candidate, options, fitted, report
             if closest is None or _problem_count(report) < _problem_count(closest[1]):
                 closest = (candidate, report)
@@ -73,6 +72,12 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, model: st
     name, options, fitted, report = fit_to_model(source, model or metadata.get("model"))
     options = _non_default(name, options)
     extra = {"source_format": report.source_format}
+    if is_encoder_only(report):
+        if deploy:
+            raise CheckpointError(f"{src} is an encoder without a head: fine-tune it before deploying")
+        report.notes.append("encoder-only checkpoint: written without a head")
+    for note in report.notes:
+        warnings.warn(f"{os.fspath(src)}: {note}", stacklevel=2)
     if deploy:
         net = create_model(name, **options)
         net.load_state_dict(fitted)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from .fcmae_layout import fcmae_encoder, is_fcmae_checkpoint
 from .formats import detect_format
 from .io import read_checkpoint
 
@@ -41,13 +42,26 @@ class LoadReport:
         return "; ".join(parts)
 
 
+def to_our_names(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor] | None = None
+                 ) -> tuple[dict[str, torch.Tensor], str, list[str]]:
+    """``source`` under our names: (tensors, the layout it came in, notes). A whole FCMAE checkpoint gives its
+    encoder, unless ``target`` is itself an FCMAE model."""
+    notes = []
+    pretraining = is_fcmae_checkpoint(list(source)) and not is_fcmae_checkpoint(list(target or {}))
+    if pretraining:
+        source = fcmae_encoder(source)
+        notes.append("FCMAE pre-training checkpoint: loaded its encoder, left out its decoder")
+    fmt = detect_format(list(source))
+    layout = f"FCMAE encoder, {fmt.name}" if pretraining else fmt.name
+    return {fmt.rename(k): v for k, v in source.items()}, layout, notes
+
+
 def fit_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
                    in_chans: int | None = None) -> tuple[dict[str, torch.Tensor], LoadReport]:
     """Convert ``source`` (any known layout) to the names and shapes of ``target`` (a model's state dict,
     possibly on the meta device). Returns the tensors that fit and a report of the rest."""
-    fmt = detect_format(list(source))
-    report = LoadReport(fmt.name)
-    renamed = {fmt.rename(k): v for k, v in source.items()}
+    renamed, layout, notes = to_our_names(source, target)
+    report = LoadReport(layout, notes=notes)
     first_conv = _first_conv_key(target, in_chans)
     fitted = {}
     for key, wanted in target.items():  # in the model's order, so reports read from stem to head
@@ -97,8 +111,11 @@ def _is_head_only(report: LoadReport) -> bool:
     return missing_ok and all(n.startswith(CLASSIFIER_PREFIX) for n in names)
 
 
-def _is_encoder_only(report: LoadReport) -> bool:
-    return any(n.startswith(HEAD_NORM_PREFIX) for n in report.missing)
+def is_encoder_only(report: LoadReport) -> bool:
+    """Everything but the head (its norm, and the classifier if the model has one) fitted."""
+    missing = report.missing
+    return (not report.unexpected and not report.mismatched and any(n.startswith(HEAD_NORM_PREFIX) for n in missing)
+            and all(n.startswith((CLASSIFIER_PREFIX, HEAD_NORM_PREFIX)) for n in missing))
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:
@@ -118,7 +135,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
             for k in [k for k in fitted if k.startswith(CLASSIFIER_PREFIX)]:
                 del fitted[k]
             report.notes.append("encoder-only checkpoint: the head (norm and classifier) keeps its fresh "
-                                "initialisation" if _is_encoder_only(report) else
+                                "initialisation" if is_encoder_only(report) else
                                 "classifier not loaded (checkpoint and model differ in classes); "
                                 "it keeps its fresh initialisation")
         elif strict:
