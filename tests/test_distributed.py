@@ -1,16 +1,20 @@
 """torchrun with 2 CPU processes (gloo): identical parameters on both ranks, equal to one process over the
-same global batches."""
+same global batches; FCMAE pre-training with a random stream per rank that a mid-epoch resume continues."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from modernconv.config import load_config
 from modernconv.engine import train
+from modernconv.pretrain import PretrainConfig
+from modernconv.pretrain.loop import pretrain
 
 CONFIG = dict(model="convnext_atto", data="synthetic", synthetic_samples=96, synthetic_classes=4, img_size=32,
               epochs=2, lr=1e-3, warmup_epochs=0.5, scale=[1.0, 1.0], hflip=0.0, randaugment_magnitude=None,
@@ -51,3 +55,65 @@ def test_two_processes_match_one_process_over_the_same_global_batches(tmp_path):
                                        "output": str(tmp_path / "zero")}))
     zero = load_file(str(initial.run_dir / "last.safetensors"))
     assert max((one[k] - zero[k]).abs().max().item() for k in one) > 1e-3  # training did move the weights
+
+
+PRETRAIN_WORKER = textwrap.dedent("""
+    import json, sys
+    import torch
+    from modernconv.config import load_config
+    from modernconv.pretrain import PretrainConfig, fcmae
+    from modernconv.pretrain.loop import Pretrainer
+
+    cfg, out, die_after = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    masks = []
+    draw = fcmae.random_mask
+    fcmae.random_mask = lambda *args, **kwargs: masks.append(draw(*args, **kwargs)) or masks[-1]
+    trainer = Pretrainer(load_config(None, cfg, kind=PretrainConfig))
+    step, steps = trainer._optimizer_step, []
+
+    def step_then_die():
+        if len(steps) == die_after:
+            raise SystemExit(3)
+        steps.append(1)
+        step()
+
+    trainer._optimizer_step = step_then_die
+    trainer.fit()
+    torch.save(torch.stack(masks), f"{out}/masks_rank{trainer.dist.rank}.pt")
+    trainer.close()
+""")
+
+PRETRAIN = dict(model="convnextv2_atto", data="synthetic", synthetic_samples=48, synthetic_classes=4, img_size=64,
+                epochs=2, batch_size=4, lr=1e-3, warmup_epochs=0.5, decoder_dim=32, preview_images=0,
+                save_every_steps=2, progress=False)
+
+
+def _torchrun(script, cfg: dict, out, die_after: int = -1) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), json.dumps(cfg), str(out), str(die_after)],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_pretraining_on_two_processes_masks_each_rank_apart_and_resumes_mid_epoch_exactly(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(PRETRAIN_WORKER)
+    full = _torchrun(script, {**PRETRAIN, "output": str(tmp_path / "full")}, tmp_path)
+    assert full.returncode == 0, full.stderr[-3000:]
+    rank0, rank1 = torch.load(tmp_path / "masks_rank0.pt"), torch.load(tmp_path / "masks_rank1.pt")
+    assert rank0.shape == rank1.shape == (10, 4, 4)  # 2 epochs x 5 steps (40 training images), 4 images, 2x2 patches
+    assert not torch.equal(rank0, rank1)  # each process draws its own masks
+    state = torch.load(tmp_path / "full" / "state.pt", weights_only=True)
+    assert len(state["rng"]) == 2
+
+    cut = _torchrun(script, {**PRETRAIN, "output": str(tmp_path / "cut")}, tmp_path, die_after=8)
+    assert cut.returncode != 0  # died after the step-8 checkpoint, in the middle of epoch 2
+    shutil.copytree(tmp_path / "cut", tmp_path / "cut_one")
+    with pytest.warns(UserWarning, match=r"saved mid-epoch by 2 process\(es\) and resumes on 1"):
+        pretrain(load_config(None, {**PRETRAIN, "output": str(tmp_path / "cut_one"), "resume": True},
+                             kind=PretrainConfig))
+    resumed = _torchrun(script, {**PRETRAIN, "output": str(tmp_path / "cut"), "resume": True}, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert torch.equal(torch.load(tmp_path / "masks_rank1.pt"), rank1[8:])  # rank 1 went on with its own stream
+    a, b = load_file(str(tmp_path / "full" / "last.safetensors")), load_file(str(tmp_path / "cut" / "last.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -48,6 +48,15 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return values
 
 
+def gather_objects(obj: object, info: DistInfo) -> list:
+    """Every process's ``obj``, in rank order (``[obj]`` on one process); every rank must call it."""
+    if not info.enabled:
+        return [obj]
+    gathered: list = [None] * info.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -58,19 +58,21 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def save_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                   ema: nn.Module | None, progress: Progress, metadata: dict[str, Any]) -> None:
-    """Write state.pt (optimizer, scheduler, EMA, RNG, progress) then last.safetensors, each atomically;
-    both carry the step so a resume can tell they belong together."""
+                   ema: nn.Module | None, progress: Progress, metadata: dict[str, Any],
+                   rng_states: list[dict[str, Any]]) -> None:
+    """Write state.pt (optimizer, scheduler, EMA, every process's RNG ``rng_states`` in rank order, progress)
+    then last.safetensors, each atomically; both carry the step so a resume can tell they belong together."""
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "ema": ema.state_dict() if ema is not None else None, "rng": rng_state(),
+             "ema": ema.state_dict() if ema is not None else None, "rng": rng_states,
              "progress": asdict(progress)}
     _atomic_torch_save(state, run_dir / STATE_FILE)
     save_checkpoint(model, run_dir / LAST_FILE, metadata={**metadata, "global_step": progress.global_step})
 
 
 def load_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                   ema: nn.Module | None) -> Progress:
-    """Restore a run saved by ``save_run_state``; returns its progress (RNG restored too)."""
+                   ema: nn.Module | None) -> tuple[Progress, list[dict[str, Any]]]:
+    """Restore a run saved by ``save_run_state``: returns its progress and the RNG states it saved, one per
+    process in rank order (for the caller to restore its own)."""
     state_path, last_path = run_dir / STATE_FILE, run_dir / LAST_FILE
     if not state_path.is_file() or not last_path.is_file():
         raise CheckpointError(f"{run_dir} has no checkpoint to resume from ({STATE_FILE} and {LAST_FILE})")
@@ -88,5 +90,5 @@ def load_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optim
     scheduler.load_state_dict(state["scheduler"])
     if ema is not None and state["ema"] is not None:
         ema.load_state_dict(state["ema"])
-    set_rng_state(state["rng"])
-    return progress
+    rngs = state["rng"]
+    return progress, rngs if isinstance(rngs, list) else [rngs]  # one dict: a state.pt from before per-rank RNG

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,13 +20,14 @@ from ..data import build_datasets, build_loader, build_mixing, eval_transform, s
 from ..errors import ConfigError, TrainingDivergedError
 from ..models import create_model
 from ..runtime import autocast, resolve_device
-from .distributed import DistInfo, barrier, init_distributed, shutdown
+from .distributed import DistInfo, barrier, gather_objects, init_distributed, shutdown
 from .ema import build_ema
 from .evaluate import EvalResult, evaluate
 from .logbook import Logbook
 from .optim import build_optimizer
 from .schedule import build_scheduler
-from .state import BEST_FILE, LAST_FILE, STATE_FILE, Progress, load_run_state, save_run_state
+from .state import (BEST_FILE, LAST_FILE, STATE_FILE, Progress, load_run_state, rng_state, save_run_state,
+                    set_rng_state)
 
 
 @dataclass
@@ -44,8 +46,10 @@ def seed_all(seed: int) -> None:
     random.seed(seed)
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return seed * 100_003 + epoch
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The RNG seed of one process for one epoch: every process draws its own masks, drop-path and MixUp.
+    (torch keeps the low 32 bits of a seed, so the rank's offset must live there too.)"""
+    return seed * 100_003 + epoch + rank * 1_000_003
 
 
 def prepare_run_dir(cfg: TrainConfig, dist: DistInfo) -> Path:
@@ -177,10 +181,22 @@ class Trainer:
         return {"class_names": self.split.class_names, "eval": self.eval_spec}
 
     def _save(self, progress: Progress) -> None:
+        rngs = gather_objects(rng_state(), self.dist)
         if self.dist.is_main:
             save_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.ema, progress,
-                           self._metadata())
+                           self._metadata(), rngs)
         barrier(self.dist)
+
+    def _restore_rng(self, rngs: list[dict], progress: Progress) -> None:
+        """Continue this process's own random stream; a run saved by another number of processes gets a fresh
+        stream per process (such a mid-epoch resume cannot repeat the interrupted run exactly anyway)."""
+        if len(rngs) == self.dist.world_size:
+            set_rng_state(rngs[self.dist.rank])
+            return
+        seed_all(_epoch_seed(self.cfg.seed, progress.epoch, self.dist.rank) + progress.batches_done)
+        if progress.batches_done and self.dist.is_main:
+            warnings.warn(f"the run was saved mid-epoch by {len(rngs)} process(es) and resumes on "
+                          f"{self.dist.world_size}: it continues, but not exactly as the interrupted run would have")
 
     # ----- the loop -----
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -271,7 +287,8 @@ class Trainer:
         cfg = self.cfg
         logbook = Logbook(self.run_dir) if self.dist.is_main else None
         if cfg.resume:
-            progress = load_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.ema)
+            progress, rngs = load_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.ema)
+            self._restore_rng(rngs, progress)
             if logbook:
                 logbook.truncate(progress.epoch)
         else:
@@ -284,7 +301,7 @@ class Trainer:
         row: dict = {}
         for epoch in range(progress.epoch, cfg.epochs):
             if progress.batches_done == 0:  # a fresh epoch; a mid-epoch resume restored the RNG instead
-                seed_all(_epoch_seed(cfg.seed, epoch))
+                seed_all(_epoch_seed(cfg.seed, epoch, self.dist.rank))
             row = {"epoch": epoch, **self._train_epoch(epoch, progress)}
             progress.epoch, progress.batches_done = epoch + 1, 0
             self._end_epoch(epoch, row, progress)
