@@ -1,6 +1,7 @@
 """FCMAE: sparse == masked (loss and every gradient), no leakage across masked patches or samples, the
 decoder, the loss, the mask, and pre-training -> encoder file -> create_model -> fine-tuning."""
 import re
+import warnings
 
 import pytest
 import torch
@@ -286,12 +287,16 @@ def test_authors_sparse_fcmae_release_and_our_whole_pretraining_file_load_their_
     save_checkpoint(model, tmp_path / "ours.safetensors")  # a whole FCMAE: encoder.*, decoder.*
     expected = model.encoder_state_dict()
     for name in ("convnextv2_atto_1k_224_fcmae.pt", "ours.safetensors"):
-        with pytest.warns(UserWarning, match="left out its decoder"):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
             loaded = modernconv.create_model("convnextv2_atto", num_classes=10, pretrained=tmp_path / name)
-        assert all(torch.equal(loaded.state_dict()[k], v) for k, v in expected.items()), name
-
-        with pytest.warns(UserWarning, match="encoder-only checkpoint: written without a head"):
             model_name, report = convert_checkpoint(tmp_path / name, tmp_path / f"{name}.safetensors")
+        notes = [str(w.message).split(": ", 1)[1] for w in seen]
+        assert notes == ["FCMAE pre-training checkpoint: loaded its encoder, left out its decoder",
+                         "encoder-only checkpoint: the head (norm and classifier) keeps its fresh initialisation",
+                         "FCMAE pre-training checkpoint: loaded its encoder, left out its decoder",
+                         "encoder-only checkpoint: written without a head"], name
+        assert all(torch.equal(loaded.state_dict()[k], v) for k, v in expected.items()), name
         assert model_name == "convnextv2_atto" and report.source_format.startswith("FCMAE encoder")
         assert load_file(str(tmp_path / f"{name}.safetensors")).keys() == expected.keys()
     with pytest.raises(CheckpointError, match="fine-tune it before deploying"):
