@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import TrainConfig
-from ..data import build_datasets, build_loader, build_mixing, eval_transform, soft_target_cross_entropy, train_transform
+from ..data import (build_datasets, build_loader, build_mixing, eval_transform, soft_target_cross_entropy,
+                    train_transform)
 from ..errors import ConfigError, TrainingDivergedError
 from ..models import create_model
 from ..runtime import autocast, resolve_device
@@ -245,7 +246,8 @@ class Trainer:
         bar.close()
         elapsed = time.perf_counter() - start
         return {"train_loss": loss_sum / max(1, seen), "lr": self.optimizer.param_groups[-1]["lr"],
-                "epoch_time_s": round(elapsed, 3), "train_images_per_s": round(seen * self.dist.world_size / elapsed, 2)}
+                "epoch_time_s": round(elapsed, 3),
+                "train_images_per_s": round(seen * self.dist.world_size / elapsed, 2)}
 
     def _optimizer_step(self) -> None:
         if self.cfg.clip_grad:
