@@ -1,6 +1,7 @@
 """Building blocks shared by the model families; one concept per file."""
 from .classifier import ClassifierHead
-from .dilated_reparam import DILATED_BRANCHES, DilatedReparamBlock, depthwise_conv
+from .depthwise import DepthwiseConv2d
+from .dilated_reparam import DILATED_BRANCHES, DilatedReparamBlock
 from .drop_path import DropPath, drop_path_rates
 from .fusion import bn_scale_shift, fold_bn, fold_output_affine
 from .grn import GlobalResponseNorm
@@ -10,6 +11,6 @@ from .norm import LayerNorm2d
 from .se import SqueezeExcite
 from .sequence import CheckpointSequential
 
-__all__ = ["CheckpointSequential", "ClassifierHead", "DILATED_BRANCHES", "DilatedReparamBlock", "DropPath",
-           "GlobalResponseNorm", "LayerNorm2d", "Mlp", "SqueezeExcite", "bn_scale_shift", "depthwise_conv",
+__all__ = ["CheckpointSequential", "ClassifierHead", "DILATED_BRANCHES", "DepthwiseConv2d", "DilatedReparamBlock",
+           "DropPath", "GlobalResponseNorm", "LayerNorm2d", "Mlp", "SqueezeExcite", "bn_scale_shift",
            "drop_path_rates", "fold_bn", "fold_output_affine", "init_head", "init_trunc_normal"]

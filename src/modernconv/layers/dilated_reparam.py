@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .depthwise import DepthwiseConv2d
 from .fusion import dilate_kernel, fold_bn, pad_kernel, set_weight_and_bias, weight_and_bias
 
 # large kernel K -> parallel branches (k, r): a depthwise k x k conv with dilation r (paper / authors' table)
@@ -21,12 +22,6 @@ DILATED_BRANCHES: dict[int, tuple[tuple[int, int], ...]] = {
     15: ((5, 1), (7, 2), (3, 3), (3, 5), (3, 7)),
     17: ((5, 1), (9, 2), (3, 4), (3, 5), (3, 7)),
 }
-
-
-def depthwise_conv(channels: int, kernel_size: int, dilation: int = 1, bias: bool = False) -> nn.Conv2d:
-    """A "same"-padded depthwise conv."""
-    return nn.Conv2d(channels, channels, kernel_size, padding=(dilation * (kernel_size - 1) + 1) // 2,
-                     dilation=dilation, groups=channels, bias=bias)
 
 
 def check_branches(kernel_size: int, branches: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
@@ -55,10 +50,11 @@ class DilatedReparamBlock(nn.Module):
         pairs = check_branches(kernel_size, branches)
         self.kernel_size = kernel_size
         self.deploy = deploy
-        self.conv = depthwise_conv(channels, kernel_size, bias=deploy)
+        self.conv = DepthwiseConv2d(channels, kernel_size, bias=deploy)
         self.bn = nn.Identity() if deploy else norm_layer(channels)
         self.branches = nn.ModuleDict() if deploy else nn.ModuleDict({
-            f"k{k}_r{r}": nn.Sequential(OrderedDict(conv=depthwise_conv(channels, k, r), bn=norm_layer(channels)))
+            f"k{k}_r{r}": nn.Sequential(OrderedDict(conv=DepthwiseConv2d(channels, k, r, bias=False),
+                                                    bn=norm_layer(channels)))
             for k, r in pairs})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,11 @@ class GlobalResponseNorm(nn.Module):
 
     def response(self, x: torch.Tensor) -> torch.Tensor:
         """The normalised response Nx, shape (N, 1, 1, C)."""
-        g = x.square().sum(dim=(1, 2), keepdim=True).sqrt()  # 2x faster on CPU than linalg.vector_norm
+        # the L2 norm as sqrt(sum of squares), faster on CPU than linalg.vector_norm; an all-zero channel (GELU
+        # underflow on a 1x1 map) gets vector_norm's zero gradient instead of sqrt's 0 * inf = NaN
+        squares = x.square().sum(dim=(1, 2), keepdim=True)
+        nonzero = squares > 0
+        g = torch.where(nonzero, squares, 1).sqrt() * nonzero
         return g / (g.mean(dim=-1, keepdim=True) + self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..layers import (CheckpointSequential, ClassifierHead, DropPath, LayerNorm2d, Mlp, drop_path_rates,
-                      fold_output_affine, init_head, init_trunc_normal)
+from ..layers import (CheckpointSequential, ClassifierHead, DepthwiseConv2d, DropPath, LayerNorm2d, Mlp,
+                      drop_path_rates, fold_output_affine, init_head, init_trunc_normal)
 from .hierarchical import HierarchicalConvNet
 from .isotropic import IsotropicConvNet
 from .registry import register_model
@@ -31,7 +31,7 @@ class ConvNeXtBlock(nn.Module):
                  act_layer: type[nn.Module] = nn.GELU, deploy: bool = False) -> None:
         super().__init__()
         self.deploy = deploy
-        self.conv_dw = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.conv_dw = DepthwiseConv2d(dim, kernel_size)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(mlp_ratio * dim), act_layer=act_layer, use_grn=use_grn, grn_bias=not deploy)
         self.gamma = (nn.Parameter(torch.full((dim,), float(layer_scale_init_value)))
@@ -120,7 +120,8 @@ _V1 = dict(atto=((2, 2, 6, 2), (40, 80, 160, 320)), femto=((2, 2, 6, 2), (48, 96
            tiny=((3, 3, 9, 3), (96, 192, 384, 768)), small=((3, 3, 27, 3), (96, 192, 384, 768)),
            base=((3, 3, 27, 3), (128, 256, 512, 1024)), large=((3, 3, 27, 3), (192, 384, 768, 1536)),
            xlarge=((3, 3, 27, 3), (256, 512, 1024, 2048)))
-_V2 = {k: v for k, v in _V1.items() if k not in ("small", "xlarge")} | dict(huge=((3, 3, 27, 3), (352, 704, 1408, 2816)))
+_V2 = {k: v for k, v in _V1.items() if k not in ("small", "xlarge")} | dict(
+    huge=((3, 3, 27, 3), (352, 704, 1408, 2816)))
 _ISOTROPIC = dict(small=(18, 384), base=(18, 768), large=(36, 1024))
 
 for _size, (_depths, _dims) in _V1.items():

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..layers import (DILATED_BRANCHES, CheckpointSequential, DilatedReparamBlock, DropPath, LayerNorm2d, Mlp,
-                      SqueezeExcite, bn_scale_shift, depthwise_conv, drop_path_rates, fold_bn, fold_output_affine)
+from ..layers import (DILATED_BRANCHES, CheckpointSequential, DepthwiseConv2d, DilatedReparamBlock, DropPath,
+                      LayerNorm2d, Mlp, SqueezeExcite, bn_scale_shift, drop_path_rates, fold_bn, fold_output_affine)
 from .hierarchical import HierarchicalConvNet
 from .registry import register_model
 
@@ -40,7 +40,7 @@ def spatial_mixer(dim: int, kernel_size: int, branches: Mapping[int, Sequence[Se
     if kernel_size in branches:
         return DilatedReparamBlock(dim, kernel_size, branches[kernel_size], norm_layer, deploy)
     if kernel_size == SMALL_KERNEL:
-        return depthwise_conv(dim, kernel_size, bias=deploy)
+        return DepthwiseConv2d(dim, kernel_size, bias=deploy)
     raise ConfigError(f"kernel size {kernel_size} is not supported: use {SMALL_KERNEL} (plain depthwise conv) or "
                       f"one with a dilated branch table entry {sorted(branches)}, or add one with "
                       f"dilated_branches={{{kernel_size}: [(k, r), ...]}}")
