@@ -1,4 +1,4 @@
-"""Shared test helpers: model size classes, valid input sizes and weight randomisation."""
+"""Shared test helpers: model size classes, valid input sizes, weight randomisation and a crash mid-run."""
 from __future__ import annotations
 
 import math
@@ -70,3 +70,20 @@ def calibrate_batchnorm_(model: nn.Module, x: torch.Tensor) -> None:
     for m, momentum in zip(bns, momenta):
         m.momentum = momentum
     model.train(was_training)
+
+
+class Interrupt(Exception):
+    """A run dying in the middle (raised by ``die_after_steps``)."""
+
+
+def die_after_steps(trainer, monkeypatch, steps: int) -> None:
+    """Make ``trainer`` raise Interrupt in place of optimizer step ``steps + 1`` (after its checkpoints so far)."""
+    original, done = trainer._optimizer_step, {"n": 0}
+
+    def step_then_die() -> None:
+        if done["n"] == steps:
+            raise Interrupt
+        done["n"] += 1
+        original()
+
+    monkeypatch.setattr(trainer, "_optimizer_step", step_then_die)

@@ -9,7 +9,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import modernconv
-from helpers import randomize_
+from helpers import Interrupt, die_after_steps, randomize_
 from modernconv.cli import main
 from modernconv.config import load_config
 from modernconv.engine import train
@@ -303,22 +303,10 @@ def test_authors_sparse_fcmae_release_and_our_whole_pretraining_file_load_their_
         convert_checkpoint(tmp_path / "ours.safetensors", tmp_path / "deploy.safetensors", deploy=True)
 
 
-class Interrupt(Exception):
-    pass
-
-
 def test_pretraining_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
     full = pretrain(quick(tmp_path, "full", save_every_steps=2))
     trainer = Pretrainer(quick(tmp_path, "cut", save_every_steps=2))
-    original, calls = trainer._optimizer_step, {"n": 0}
-
-    def step_then_die():
-        if calls["n"] == 4:  # after the step-4 checkpoint, mid-epoch 1 (5 steps per epoch)
-            raise Interrupt
-        calls["n"] += 1
-        original()
-
-    monkeypatch.setattr(trainer, "_optimizer_step", step_then_die)
+    die_after_steps(trainer, monkeypatch, 4)  # after the step-4 checkpoint, mid-epoch 1 (5 steps per epoch)
     with pytest.raises(Interrupt):
         trainer.fit()
     trainer.close()

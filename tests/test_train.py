@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from helpers import Interrupt, die_after_steps
 from modernconv.cli import main
 from modernconv.config import load_config
 from modernconv.engine import Trainer, train
@@ -47,26 +48,13 @@ def test_same_seed_same_weights(tmp_path):
     assert not same(weights(a.run_dir), weights(c.run_dir))
 
 
-class Interrupt(Exception):
-    pass
-
-
 @pytest.mark.parametrize("stop_after_steps", [None, 3], ids=["epoch-boundary", "mid-epoch"])
 def test_resume_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch, stop_after_steps):
     extra = dict(randaugment_magnitude=9, mixup=0.8, cutmix=1.0, save_every_steps=stop_after_steps or 0)
     full = train(quick(tmp_path, "full", **extra))
     trainer = Trainer(quick(tmp_path, "cut", **extra))
-    original = trainer._optimizer_step
-    calls = {"n": 0}
-    limit = stop_after_steps or trainer.steps_per_epoch  # first epoch checkpoint, or the 3rd step's
-
-    def step_then_maybe_die():
-        if calls["n"] == limit:
-            raise Interrupt
-        calls["n"] += 1
-        original()
-
-    monkeypatch.setattr(trainer, "_optimizer_step", step_then_maybe_die)
+    # dies after the first epoch's checkpoint, or after the 3rd step's
+    die_after_steps(trainer, monkeypatch, stop_after_steps or trainer.steps_per_epoch)
     with pytest.raises(Interrupt):
         trainer.fit()
     trainer.close()
