@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import time
 import warnings
@@ -19,7 +20,7 @@ from ..config import TrainConfig
 from ..data import (build_datasets, build_loader, build_mixing, eval_transform, soft_target_cross_entropy,
                     train_transform)
 from ..errors import ConfigError, TrainingDivergedError
-from ..models import create_model
+from ..models import DataConfig, create_model
 from ..runtime import autocast, resolve_device
 from .distributed import DistInfo, barrier, gather_objects, init_distributed, shutdown
 from .ema import build_ema
@@ -105,12 +106,16 @@ class Trainer:
             kwargs["head_init_scale"] = self.cfg.head_init_scale
         return kwargs
 
+    def _data_config(self) -> DataConfig:
+        """The model's preprocessing (read from a weightless copy); sets ``img_size`` (the recipe's, else its)."""
+        with torch.device("meta"):
+            dc = create_model(self.cfg.model, **self._model_kwargs()).data_config
+        self.img_size = self.cfg.img_size or dc.input_size[1]
+        return dc
+
     def _build_data(self) -> None:
         cfg = self.cfg
-        with torch.device("meta"):
-            probe = create_model(cfg.model, **self._model_kwargs())
-        dc = probe.data_config
-        self.img_size = cfg.img_size or dc.input_size[1]
+        dc = self._data_config()
         self.eval_spec = dict(img_size=self.img_size, mean=list(dc.mean), std=list(dc.std),
                               crop_pct=cfg.crop_pct or dc.crop_pct, interpolation=dc.interpolation)
         train_tf = train_transform(self.img_size, dc.mean, dc.std, scale=cfg.scale, hflip=cfg.hflip,
@@ -226,12 +231,13 @@ class Trainer:
             with sync:
                 with autocast(self.device, cfg.precision):
                     loss = self._loss(self.net(images), labels)
-                if not torch.isfinite(loss):
+                value = loss.item()  # the step's one host sync
+                if not math.isfinite(value):
                     raise TrainingDivergedError(
-                        f"loss became {loss.item()} at epoch {epoch + 1}, batch {batch + 1}; stopped. The last good "
+                        f"loss became {value} at epoch {epoch + 1}, batch {batch + 1}; stopped. The last good "
                         f"checkpoint is {self.run_dir / LAST_FILE} (lower the lr or enable clip_grad)")
                 (loss / accum).backward()
-            loss_sum += loss.item() * images.shape[0]
+            loss_sum += value * images.shape[0]
             seen += images.shape[0]
             if boundary:
                 self._optimizer_step()

@@ -46,9 +46,7 @@ class Pretrainer(Trainer):
 
     def _build_data(self) -> None:
         cfg = self.cfg
-        with torch.device("meta"):
-            dc = create_model(cfg.model, **self._model_kwargs()).data_config
-        self.img_size = cfg.img_size or dc.input_size[1]
+        dc = self._data_config()
         self.mean, self.std = dc.mean, dc.std
         train_tf = train_transform(self.img_size, dc.mean, dc.std, scale=cfg.scale, hflip=cfg.hflip,
                                    randaugment_magnitude=None, random_erasing=0.0, interpolation=dc.interpolation)

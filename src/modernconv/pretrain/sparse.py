@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from ..models.convnext import ConvNeXt, ConvNeXtBlock
-from .masking import upsample_mask
+from .masking import patchify, upsample_mask
 
 MODES = ("sparse", "masked")
 
@@ -84,10 +84,9 @@ def patch_linear(conv: nn.Conv2d, patches: torch.Tensor) -> torch.Tensor:
 
 def stem_rows(conv: nn.Conv2d, images: torch.Tensor, vis: Visible) -> torch.Tensor:
     """The stem conv at the visible positions only: (N, V, 1, C)."""
-    n, c, h, w = images.shape
-    s = conv.stride[0]
-    patches = images.permute(0, 2, 3, 1).reshape(n, h // s, s, w // s, s, c).transpose(2, 3).reshape(-1, s * s * c)
-    return patch_linear(conv, patches.index_select(0, vis.rows)).view(n, vis.count, 1, -1)
+    patches = patchify(images, conv.stride[0])
+    rows = patches.reshape(-1, patches.shape[-1]).index_select(0, vis.rows)
+    return patch_linear(conv, rows).view(images.shape[0], vis.count, 1, -1)
 
 
 def downsample_rows(conv: nn.Conv2d, rows: torch.Tensor) -> torch.Tensor:
