@@ -10,7 +10,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..models import create_model
-from .io import read_checkpoint
+from .io import read_metadata
 from .load import load_checkpoint
 
 
@@ -26,7 +26,7 @@ class CheckpointInfo:
 
 def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     """Read the metadata of a checkpoint written by ``save_checkpoint`` / ``modernconv train``."""
-    _, meta = read_checkpoint(path)
+    meta = read_metadata(path)
     if "model" not in meta:
         raise CheckpointError(f"{path} does not name its model; convert it first with `modernconv convert` "
                               "or load it into a model you build with load_checkpoint")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pickle
@@ -9,7 +10,7 @@ import re
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -27,16 +28,11 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 
     Pickles are read with ``weights_only=True``: a file that needs code to unpickle is refused.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    path = _existing(path)
     if _is_safetensors(path):
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                metadata = dict(f.metadata() or {})
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{path}: corrupt or unreadable safetensors file ({e})") from None
+        with _open_safetensors(path) as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
         return strip_wrappers(tensors, path), metadata
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):  # training scripts save their args
@@ -50,6 +46,32 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
     return strip_wrappers(obj, path), {}
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """A checkpoint's metadata alone, without reading its tensors (safetensors carry it; pickles carry none)."""
+    path = _existing(path)
+    if not _is_safetensors(path):
+        return {}
+    with _open_safetensors(path) as f:
+        return dict(f.metadata() or {})
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    return path
+
+
+@contextlib.contextmanager
+def _open_safetensors(path: Path) -> Iterator[Any]:
+    """``safe_open`` with any read failure turned into one CheckpointError."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            yield f
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: corrupt or unreadable safetensors file ({e})") from None
 
 
 def _is_safetensors(path: Path) -> bool:
