@@ -23,7 +23,7 @@ import time
 import torch
 
 import modernconv
-from modernconv.analysis.benchmark import _peak_mb, _reset_peak
+from modernconv.analysis.benchmark import peak_memory_mb, reset_peak_memory
 from modernconv.engine.optim import build_optimizer
 from modernconv.pretrain import FCMAE
 from common import interleaved, ratio_row
@@ -97,12 +97,12 @@ def child(name: str, mode: str, batch: int, size: int, steps: int, device: torch
     model = build(name, mode, device)
     images = torch.randn(batch, 3, size, size, device=device)
     step = make_pretrain_step(model, images)
-    _reset_peak(device)
-    before, _ = _peak_mb(device)
+    reset_peak_memory(device)
+    before, _ = peak_memory_mb(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    peak, kind = _peak_mb(device)
+    peak, kind = peak_memory_mb(device)
     print(json.dumps({"peak_mb": peak, "rise_mb": peak - before, "kind": kind,
                       "step_s": (time.perf_counter() - start) / steps,
                       "saved_mb": saved_activation_mb(model, images)}))

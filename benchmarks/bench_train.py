@@ -42,25 +42,21 @@ def speed(rounds: int, steps: int) -> None:
 
 MEMORY_WORKER = textwrap.dedent("""
     import json, sys, time
-    from pathlib import Path
     import torch
     import modernconv
-    from modernconv.analysis.benchmark import make_step
+    from modernconv.analysis.benchmark import make_step, peak_memory_mb, reset_peak_memory
 
-    def rss(field):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
-
+    cpu = torch.device("cpu")
     model = modernconv.create_model("convnext_tiny")
     model.set_grad_checkpointing(sys.argv[1] == "on")
     step = make_step(model, torch.randn(32, 3, 224, 224), "train", "fp32")
-    before = rss("VmRSS:")
+    reset_peak_memory(cpu)  # the peak restarts from the current RSS
+    before, _ = peak_memory_mb(cpu)
     start = time.perf_counter()
     for _ in range(2):
         step()
-    print(json.dumps({"peak_mb": rss("VmHWM:"), "rise_mb": rss("VmHWM:") - before,
-                      "step_s": (time.perf_counter() - start) / 2}))
+    peak, _ = peak_memory_mb(cpu)
+    print(json.dumps({"peak_mb": peak, "rise_mb": peak - before, "step_s": (time.perf_counter() - start) / 2}))
 """)
 
 

@@ -36,7 +36,8 @@ class BenchResult:
         return asdict(self)
 
 
-def _reset_peak(device: torch.device) -> None:
+def reset_peak_memory(device: torch.device) -> None:
+    """Start measuring the peak afresh: CUDA's allocator statistics, or the process's peak RSS (Linux)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -45,7 +46,8 @@ def _reset_peak(device: torch.device) -> None:
             Path("/proc/self/clear_refs").write_text("5")  # resets the process's peak RSS (Linux)
 
 
-def _peak_mb(device: torch.device) -> tuple[float, str]:
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    """The peak since ``reset_peak_memory`` in MB, and what was measured ("cuda allocated" or "process RSS")."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda allocated"
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -105,9 +107,9 @@ def benchmark(model: nn.Module, batch_size: int = 16, input_size: tuple[int, int
     x = torch.randn(batch_size, *input_size, device=device).contiguous(memory_format=memory_format)
     step = make_step(model, x, mode, dtype)
     time_steps(step, device, warmup)
-    _reset_peak(device)
+    reset_peak_memory(device)
     times = time_steps(step, device, steps)
-    peak, kind = _peak_mb(device)
+    peak, kind = peak_memory_mb(device)
     median = statistics.median(times)
     return BenchResult(getattr(model, "model_name", type(model).__name__), mode, str(device), dtype, batch_size,
                        tuple(input_size), channels_last, batch_size / median, median * 1e3, peak, kind, steps)
