@@ -34,13 +34,18 @@ WORKER = textwrap.dedent("""
 """)
 
 
+def torchrun(script, cfg: dict, out, *args) -> subprocess.CompletedProcess:
+    """``script cfg out *args`` on 2 CPU processes (1 thread each) under torchrun."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), json.dumps(cfg), str(out), *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
 def test_two_processes_match_one_process_over_the_same_global_batches(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    cfg = json.dumps({**CONFIG, "batch_size": 8, "output": str(tmp_path / "ddp")})
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script), cfg, str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    proc = torchrun(script, {**CONFIG, "batch_size": 8, "output": str(tmp_path / "ddp")}, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rank0, rank1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
@@ -88,17 +93,10 @@ PRETRAIN = dict(model="convnextv2_atto", data="synthetic", synthetic_samples=48,
                 save_every_steps=2, progress=False)
 
 
-def _torchrun(script, cfg: dict, out, die_after: int = -1) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script), json.dumps(cfg), str(out), str(die_after)],
-                          capture_output=True, text=True, env=env, timeout=300)
-
-
 def test_pretraining_on_two_processes_masks_each_rank_apart_and_resumes_mid_epoch_exactly(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(PRETRAIN_WORKER)
-    full = _torchrun(script, {**PRETRAIN, "output": str(tmp_path / "full")}, tmp_path)
+    full = torchrun(script, {**PRETRAIN, "output": str(tmp_path / "full")}, tmp_path, -1)
     assert full.returncode == 0, full.stderr[-3000:]
     rank0, rank1 = torch.load(tmp_path / "masks_rank0.pt"), torch.load(tmp_path / "masks_rank1.pt")
     assert rank0.shape == rank1.shape == (10, 4, 4)  # 2 epochs x 5 steps (40 training images), 4 images, 2x2 patches
@@ -106,13 +104,13 @@ def test_pretraining_on_two_processes_masks_each_rank_apart_and_resumes_mid_epoc
     state = torch.load(tmp_path / "full" / "state.pt", weights_only=True)
     assert len(state["rng"]) == 2
 
-    cut = _torchrun(script, {**PRETRAIN, "output": str(tmp_path / "cut")}, tmp_path, die_after=8)
+    cut = torchrun(script, {**PRETRAIN, "output": str(tmp_path / "cut")}, tmp_path, 8)
     assert cut.returncode != 0  # died after the step-8 checkpoint, in the middle of epoch 2
     shutil.copytree(tmp_path / "cut", tmp_path / "cut_one")
     with pytest.warns(UserWarning, match=r"saved mid-epoch by 2 process\(es\) and resumes on 1"):
         pretrain(load_config(None, {**PRETRAIN, "output": str(tmp_path / "cut_one"), "resume": True},
                              kind=PretrainConfig))
-    resumed = _torchrun(script, {**PRETRAIN, "output": str(tmp_path / "cut"), "resume": True}, tmp_path)
+    resumed = torchrun(script, {**PRETRAIN, "output": str(tmp_path / "cut"), "resume": True}, tmp_path, -1)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert torch.equal(torch.load(tmp_path / "masks_rank1.pt"), rank1[8:])  # rank 1 went on with its own stream
     a, b = load_file(str(tmp_path / "full" / "last.safetensors")), load_file(str(tmp_path / "cut" / "last.safetensors"))
