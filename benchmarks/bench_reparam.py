@@ -2,7 +2,7 @@
 and of UniRepLKNet-A against timm's ConvNeXt V2-Atto.
 
 fp32, channels-last, batch 16, 224x224 by default. All models are timed in one process, round-robin
-(interleaved rounds of a few steps each), and each figure is the median step time over all rounds.
+(interleaved rounds of a few steps each), and each figure is the median of the per-round median step times.
 Run: python benchmarks/bench_reparam.py [--rounds 5] [--steps 3] [--device cpu]
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ import timm
 import torch
 
 import modernconv
-from modernconv.analysis.benchmark import make_step, time_steps
+from modernconv.analysis.benchmark import make_step
+from common import interleaved
 
 GOAL = 1.5  # deploy / train throughput
 
@@ -45,16 +46,11 @@ def main() -> None:
         memory_format=torch.channels_last)
     steps = {label: make_step(model.to(device, memory_format=torch.channels_last), x, "infer", "fp32")
              for label, model in build_models().items()}
-    for step in steps.values():
-        time_steps(step, device, args.warmup)
-    times: dict[str, list[float]] = {label: [] for label in steps}
-    for _ in range(args.rounds):
-        for label, step in steps.items():
-            times[label] += time_steps(step, device, args.steps)
+    times = interleaved(steps, args.rounds, args.steps, args.warmup, device)
     ips = {label: args.batch_size / statistics.median(t) for label, t in times.items()}
 
     print(f"eval inference, fp32, channels-last, batch {args.batch_size}, {args.size}x{args.size}, {device} "
-          f"({torch.get_num_threads()} threads), median of {args.rounds} x {args.steps} interleaved steps\n")
+          f"({torch.get_num_threads()} threads), median over {args.rounds} interleaved rounds of the per-round medians of {args.steps} steps\n")
     print("| model | images/s | ms/batch |\n|---|---:|---:|")
     for label, value in ips.items():
         print(f"| {label} | {value:.1f} | {1e3 * args.batch_size / value:.1f} |")

@@ -9,17 +9,17 @@ import torch
 from modernconv.analysis.benchmark import time_steps
 
 
-def interleaved(steps: dict[str, Callable[[], None]], rounds: int, per_round: int, warmup: int = 2
-                ) -> dict[str, list[float]]:
-    """Median step seconds of each function for every round; the functions take turns within a round."""
-    cpu = torch.device("cpu")
+def interleaved(steps: dict[str, Callable[[], None]], rounds: int, per_round: int, warmup: int = 2,
+                device: torch.device = torch.device("cpu")) -> dict[str, list[float]]:
+    """Median step seconds of each function for every round; the functions take turns within a round (in
+    alternating order). Timing synchronises ``device`` when it is a GPU."""
     for step in steps.values():
-        time_steps(step, cpu, warmup)
+        time_steps(step, device, warmup)
     out: dict[str, list[float]] = {name: [] for name in steps}
     for r in range(rounds):
         order = list(steps) if r % 2 == 0 else list(reversed(steps))
         for name in order:
-            out[name].append(statistics.median(time_steps(steps[name], cpu, per_round)))
+            out[name].append(statistics.median(time_steps(steps[name], device, per_round)))
     return out
 
 
