@@ -66,12 +66,12 @@ def fine_tune(data: Path, out: Path, epochs: int, seed: int, init: Path | None) 
 
 
 def collapse(encoders: dict[str, Path], out: Path) -> None:
-    curves = []
+    curves, batches = [], None
     for name, path in encoders.items():
         for label, weights in (("FCMAE", path), ("random init", None)):
             torch.manual_seed(0)
             model = modernconv.create_model(name, pretrained=weights)
-            batches = held_out_images("digits", model, count=359, img_size=128)
+            batches = batches or held_out_images("digits", model, count=359, img_size=128)  # same for all
             curves.append(collapse_curve(model, batches, label=f"{name} {label}"))
     write_collapse_csv(curves, out / "collapse.csv")
     plot_collapse(curves, out / "collapse.png", title="feature collapse, digits, FCMAE 128x128")
