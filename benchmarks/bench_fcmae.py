@@ -23,7 +23,7 @@ import torch
 
 import modernconv
 from modernconv.analysis.benchmark import peak_memory_mb, reset_peak_memory
-from modernconv.engine.optim import build_optimizer
+from modernconv.optim import build_optimizer
 from modernconv.pretrain import FCMAE
 from common import interleaved, ratio_row
 

@@ -22,7 +22,8 @@ import torch
 from PIL import Image
 
 import modernconv
-from modernconv.analysis.collapse import collapse_curve, held_out_images, plot_collapse, write_collapse_csv
+from modernconv.analysis.collapse import collapse_curve, held_out_images, write_collapse_csv
+from modernconv.plots import plot_collapse
 from modernconv.config import load_config
 from modernconv.data.generated import digits_images, stratified_split
 from modernconv.engine import train

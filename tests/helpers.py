@@ -1,7 +1,10 @@
 """Shared test helpers: model size classes, valid input sizes, weight randomisation and a crash mid-run."""
 from __future__ import annotations
 
+import csv
+import functools
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -10,6 +13,19 @@ import modernconv
 from modernconv.analysis import count_params
 
 LARGE_PARAMS = 60_000_000  # above this a model gets a 32-pixel forward only
+REFERENCE = Path(__file__).parent / "reference"
+
+
+@functools.cache
+def reference_rows() -> tuple[dict[str, str], ...]:
+    """The rows of tests/reference/model_table.csv (the papers' and reference implementations' figures)."""
+    with (REFERENCE / "model_table.csv").open() as f:
+        return tuple(csv.DictReader(f))
+
+
+def reference(name: str, form: str = "-") -> dict[str, str]:
+    """The reference row of model ``name`` (``form`` "train" or "deploy" for UniRepLKNet, else "-")."""
+    return next(r for r in reference_rows() if r["name"] == name and r["form"] == form)
 
 
 def meta_model(name: str, **kwargs) -> nn.Module:

@@ -8,7 +8,8 @@ from safetensors.torch import save_file
 
 import modernconv
 from helpers import randomize_
-from modernconv.checkpoint import convert_checkpoint, read_checkpoint
+from modernconv.checkpoint import read_checkpoint
+from modernconv.conversion import convert_checkpoint
 from modernconv.checkpoint.load import adapt_input_conv
 from modernconv.errors import CheckpointError
 

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 import modernconv
 from helpers import randomize_
-from modernconv.analysis.collapse import collapse_curve, collapse_score, plot_collapse, write_collapse_csv
+from modernconv.analysis.collapse import collapse_curve, collapse_score, write_collapse_csv
+from modernconv.plots import plot_collapse
 from modernconv.cli import main
 
 

@@ -1,4 +1,5 @@
 """Optimizer groups and layer decay, schedules, EMA and the run configuration."""
+import dataclasses
 import re
 from pathlib import Path
 
@@ -6,12 +7,11 @@ import pytest
 import torch
 
 import modernconv
-from modernconv.config import TrainConfig, load_config, parse_overrides
+from modernconv.cli import build_parser
+from modernconv.config import TrainConfig, check_key, load_config, overrides_from
 from modernconv.engine.ema import build_ema
-from modernconv.engine.optim import build_optimizer, param_groups
-from modernconv.engine.schedule import build_scheduler, one_cycle_factor, warmup_cosine_factor
 from modernconv.errors import ConfigError
-from modernconv.models.grouping import layer_ids
+from modernconv.optim import build_optimizer, build_scheduler, layer_ids, one_cycle_factor, param_groups, warmup_cosine_factor
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -109,10 +109,17 @@ def test_ema_is_an_exponential_average():
     assert torch.allclose(ema.module.weight, expected)
 
 
+def cli_options(argv: list[str]) -> dict:
+    """The config options ``modernconv train ARGV`` gives."""
+    args, extra = build_parser().parse_known_args(["train", *argv])
+    assert not extra
+    return overrides_from(args, TrainConfig)
+
+
 def test_config_overrides_and_validation(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model: convnextv2_atto\nepochs: 3\nscale: [0.2, 1.0]\nlayer_decay: 0.9\n")
-    cfg = load_config(recipe, parse_overrides(["--epochs", "5", "--lr=1e-3", "--channels-last"]))
+    cfg = load_config(recipe, cli_options(["--epochs", "5", "--lr=1e-3", "--channels-last"]))
     assert (cfg.model, cfg.epochs, cfg.lr, cfg.scale, cfg.layer_decay, cfg.channels_last) == (
         "convnextv2_atto", 5, 1e-3, (0.2, 1.0), 0.9, True)
     cfg.save(tmp_path / "saved.yaml")
@@ -123,7 +130,7 @@ def test_config_overrides_and_validation(tmp_path):
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_config(None, bad)
     with pytest.raises(ConfigError, match="unknown option 'epoch' .did you mean epochs"):
-        parse_overrides(["--epoch", "3"])
+        check_key("--epoch")
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
     (tmp_path / "bad.yaml").write_text("epochs: [1, 2\n")
@@ -140,3 +147,50 @@ def test_defaults_equal_the_digits_recipe():
 def test_every_recipe_is_valid(recipe):
     cfg = load_config(recipe)
     assert cfg.model in modernconv.list_models()
+
+
+def test_schedule_and_precision_names_are_checked_everywhere():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ConfigError, match="sched must be one of cosine, onecycle, got 'linear'"):
+        build_scheduler(optimizer, 10, 1, 1.0, 0.0, "linear")
+    with pytest.raises(ConfigError, match="sched must be one of cosine, onecycle, got 'linear'"):
+        load_config(None, {"sched": "linear"})
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, got 'fp8'"):
+        load_config(None, {"precision": "fp8"})
+
+
+@pytest.mark.parametrize("argv", [["--betas", "0.8", "0.95"], ["--betas", "0.8,0.95"], ["--betas=[0.8, 0.95]"]])
+def test_list_options_take_the_natural_forms(argv):
+    assert load_config(None, cli_options(argv)).betas == (0.8, 0.95)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"lr": "nan"}, "lr: cannot use 'nan'"), ({"epochs": "inf"}, "epochs: cannot use 'inf'"),
+    ({"lr": "-1"}, "lr must be at least 0"), ({"min_lr": "1", "lr": "0.1"}, "min_lr (1.0) is above lr (0.1)"),
+    ({"crop_pct": "0"}, "crop_pct must be in (0, 1]"), ({"workers": "100000"}, "workers must be between 0 and 256"),
+    ({"eps": "0"}, "eps must be positive"), ({"betas": "[0.9, 1.5]"}, "betas must be in [0, 1)"),
+    ({"warmup_epochs": "-1"}, "warmup_epochs must be at least 0"), ({"randaugment_ops": "-2"}, "randaugment_ops"),
+    ({"layer_scale_init_value": "-1"}, "layer_scale_init_value must be at least 0"),
+    ({"channels_last": "maybe"}, "channels_last: cannot use 'maybe' as bool"),
+])
+def test_nonsense_settings_are_refused(values, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, values)
+
+
+def test_recipe_mistakes_are_one_clear_line(tmp_path):
+    (tmp_path / "keys.yaml").write_text("1: 2\n")
+    with pytest.raises(ConfigError, match="option names must be text"):
+        load_config(tmp_path / "keys.yaml")
+    (tmp_path / "latin1.yaml").write_bytes("model: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_config(tmp_path / "latin1.yaml")
+
+
+def test_help_lists_every_option_with_type_and_default(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for field in dataclasses.fields(TrainConfig):
+        assert f"--{field.name.replace('_', '-')}" in text
+    assert "learning-rate schedule, stepped per optimizer step (one of: cosine, onecycle) [default: cosine]" in text

@@ -13,10 +13,12 @@ from helpers import Interrupt, die_after_steps, randomize_
 from modernconv.cli import main
 from modernconv.config import load_config
 from modernconv.engine import train
-from modernconv.checkpoint import convert_checkpoint, save_checkpoint
+from modernconv.checkpoint import save_checkpoint
+from modernconv.conversion import convert_checkpoint
 from modernconv.errors import CheckpointError, ConfigError, InputShapeError
 from modernconv.pretrain import FCMAE, PretrainConfig
 from modernconv.pretrain.loop import Pretrainer, pretrain
+from modernconv.pretrain.sparse import encode
 from modernconv.pretrain.masking import check_mask, keep_count, patchify, random_mask, unpatchify, upsample_mask
 from test_checkpoint import authors_convnext_layout
 
@@ -58,6 +60,19 @@ def test_sparse_and_masked_give_the_same_loss_and_gradients(name, size):
         pred = model.decoder(model.encoder.forward_features(images * (1 - pixels)), mask)
         dense = (model.patch_losses(images, pred) * mask).sum() / mask.sum()
     assert abs(dense - loss_m) > 1e-3 * abs(loss_m)
+
+
+@pytest.mark.parametrize("mode", ["masked", "sparse"])
+@pytest.mark.parametrize("name", ["convnextv2_atto", "convnext_atto"])
+def test_with_every_patch_visible_both_encoders_equal_the_plain_forward_features(name, mode):
+    model = fcmae(name)
+    images = torch.randn(2, 3, 64, 96)
+    everything = torch.zeros(2, 6)  # no patch masked
+    with torch.no_grad():
+        outputs = encode(model.encoder, images, everything, model.grid(images), mode, all_stages=True)
+        plain = model.encoder.forward_intermediates(images, intermediates_only=True)
+    for stage, (ours, reference) in enumerate(zip(outputs, plain)):
+        assert (ours - reference).abs().max() <= 1e-5 * reference.abs().max(), stage
 
 
 def test_drop_path_and_gradient_checkpointing_keep_the_modes_equal():
@@ -339,7 +354,7 @@ def test_cli_pretrains_on_a_folder_without_labels_and_measures_collapse(tmp_path
 @pytest.mark.parametrize("option, message", [(["--mixup", "0.8"], "mixup does not apply to pre-training"),
                                              (["--img-size", "48"], "multiple of patch_size 32"),
                                              (["--mask-ratio", "1.0"], "mask_ratio must be between 0 and 1"),
-                                             (["--mode", "dense"], "FCMAE mode must be one of sparse, masked")])
+                                             (["--mode", "dense"], "mode must be one of sparse, masked")])
 def test_cli_pretrain_rejects_bad_options_in_one_line(tmp_path, capsys, option, message):
     code = main(["pretrain", "--output", str(tmp_path / "x"), *option])
     err = capsys.readouterr().err

@@ -1,14 +1,10 @@
-"""Parameter counts and GMACs equal shared/reference/model_table.csv."""
-import csv
-from pathlib import Path
-
+"""Parameter counts and GMACs equal the reference table (tests/reference/model_table.csv)."""
 import pytest
 
-from helpers import meta_model
+from helpers import meta_model, reference_rows
 from modernconv.analysis import count_macs, count_params
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "model_table.csv"
-ROWS = list(csv.DictReader(TABLE.open()))
+ROWS = reference_rows()
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[f"{r['name']}-{r['form']}" for r in ROWS])
@@ -20,6 +16,10 @@ def test_params_and_gmacs_match_the_reference(row):
     assert gmacs == pytest.approx(float(row["gmacs_224"]), rel=0.01)
 
 
+def convmixer_params(h: int, d: int, k: int, p: int, n: int) -> int:
+    """ConvMixer-h/d (kernel k, patch p, n classes): h*(d*(k*k + h + 6) + 3*p*p + n + 3) + n parameters."""
+    return h * (d * (k * k + h + 6) + 3 * p * p + n + 3) + n
+
+
 def test_convmixer_parameter_formula():
-    h, d, k, p, n = 256, 8, 5, 2, 10  # h*(d*(k*k + h + 6) + 3*p*p + n + 3) + n
-    assert count_params(meta_model("convmixer_256_8"))[0] == h * (d * (k * k + h + 6) + 3 * p * p + n + 3) + n
+    assert count_params(meta_model("convmixer_256_8"))[0] == convmixer_params(256, 8, 5, 2, 10)

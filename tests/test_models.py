@@ -1,4 +1,6 @@
 """The model contract, parametrized over every registered model."""
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -7,7 +9,8 @@ from hypothesis import strategies as st
 import modernconv
 from helpers import is_large, side_for
 from modernconv.errors import InputShapeError, ModelNotFoundError, UserError
-from modernconv.models.grouping import layer_ids
+from modernconv.models import registry
+from modernconv.optim import layer_ids
 
 ALL = modernconv.list_models()
 SMALL = [n for n in ALL if not is_large(n)]
@@ -156,9 +159,22 @@ def test_unknown_model_suggests_close_names():
         modernconv.create_model("convnext_tinny")
 
 
-def test_unknown_option_is_a_user_error():
-    with pytest.raises(UserError, match="unexpected keyword argument 'depthz'"):
+def test_user_mistakes_are_user_errors_and_bugs_stay_bugs(monkeypatch):
+    with pytest.raises(UserError, match=r"convnext_atto does not take 'depthz' \(did you mean depths\?\); it takes: "):
         modernconv.create_model("convnext_atto", depthz=3)
+    with pytest.raises(UserError, match="kernel_size must be a positive odd number, got 4"):
+        modernconv.create_model("convnext_atto", kernel_size=4)
+    with pytest.raises(UserError, match="stage index 7 out of range"):
+        built("convnext_atto").forward_intermediates(torch.randn(1, 3, 32, 32), indices=[7])
+
+    def broken_builder(depths=(1,), dims=(8,)):
+        return len(5)  # a bug inside a builder: a TypeError that is nobody's option mistake
+
+    spec = registry.get_model_spec("convnext_atto")
+    monkeypatch.setitem(registry._REGISTRY, "convnext_atto", dataclasses.replace(spec, builder=broken_builder))
+    with pytest.raises(TypeError) as raised:
+        modernconv.create_model("convnext_atto")
+    assert not isinstance(raised.value, UserError)
 
 
 def test_wrong_channels_is_a_clear_error():

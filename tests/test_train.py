@@ -65,15 +65,15 @@ def test_resume_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch, stop_
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     trainer = Trainer(quick(tmp_path, epochs=3))
-    real_loss = trainer._loss
+    real_loss = trainer.task.loss
     calls = {"n": 0}
 
-    def loss_goes_nan(logits, targets):
+    def loss_goes_nan(net, images, labels):
         calls["n"] += 1
-        out = real_loss(logits, targets)
+        out = real_loss(net, images, labels)
         return out * float("nan") if calls["n"] > trainer.steps_per_epoch + 2 else out
 
-    monkeypatch.setattr(trainer, "_loss", loss_goes_nan)
+    monkeypatch.setattr(trainer.task, "loss", loss_goes_nan)
     with pytest.raises(TrainingDivergedError, match="loss became nan at epoch 2"):
         trainer.fit()
     trainer.close()

@@ -5,20 +5,21 @@ import argparse
 import json
 import sys
 import warnings
+from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from . import __version__
 from .analysis import benchmark, profile_model
-from .checkpoint import convert_checkpoint, load_checkpoint, model_from_checkpoint
-from .analysis.collapse import checkpoint_curves, plot_collapse, write_collapse_csv
-from .config import TrainConfig, load_config, parse_overrides
-from .engine import evaluate_checkpoint, plot_confusion, predict_images, train
+from .analysis.collapse import checkpoint_curves, write_collapse_csv
+from .checkpoint import load_checkpoint
+from .config import PretrainConfig, RunConfig, TrainConfig, add_config_options, check_key, load_config, overrides_from
+from .conversion import convert_checkpoint, model_from_checkpoint
+from .engine import evaluate_checkpoint, predict_images, train
 from .errors import UserError
 from .models import create_model, get_model_spec, list_models
-from .pretrain import PretrainConfig
+from .plots import plot_collapse, plot_confusion
 from .pretrain.loop import pretrain
 from .reparam import reparameterize
 from .runtime import resolve_device
@@ -102,9 +103,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_config(args: argparse.Namespace, extra: list[str], kind: type[TrainConfig] = TrainConfig) -> TrainConfig:
+def _run_config(args: argparse.Namespace, extra: list[str], kind: type[RunConfig]) -> RunConfig:
     """The recipe (``-c``) with ``--key value`` overrides; a resumed run keeps its own saved configuration."""
-    overrides = parse_overrides(extra, kind)
+    if extra:
+        check_key(extra[0], kind)  # names the unknown option (or the task it belongs to)
+        raise UserError(f"unexpected argument {extra[0]!r}; options take the form --key value")
+    overrides = overrides_from(args, kind)
     recipe = args.config
     if recipe is None and "resume" in overrides and "output" in overrides:
         saved = Path(overrides["output"]) / "config.yaml"
@@ -113,7 +117,7 @@ def _run_config(args: argparse.Namespace, extra: list[str], kind: type[TrainConf
 
 
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
-    result = train(_run_config(args, extra))
+    result = train(_run_config(args, extra, TrainConfig))
     if result.is_main:
         print(f"best val top-1 {result.best_top1:.2f}% at epoch {result.best_epoch + 1}; "
               f"run folder {result.run_dir}")
@@ -145,7 +149,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(model, info, args.data, args.batch_size, args.workers)
     checkpoint = Path(args.checkpoint)
     confusion_png = Path(args.confusion or checkpoint.with_name(checkpoint.stem + "_confusion.png"))
-    plot_confusion(result.confusion, info.class_names, confusion_png)
+    plot_confusion(result.confusion, info.class_names or [str(i) for i in range(model.num_classes)], confusion_png)
     if args.json:
         print(json.dumps(result.summary()))
         return 0
@@ -167,17 +171,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_run_parser(sub: argparse._SubParsersAction, name: str, func: Callable[..., int], help_text: str,
-                    description: str) -> None:
-    """A subcommand run from a YAML recipe (``-c``) plus any ``--key value`` options."""
-    p = sub.add_parser(name, help=help_text, description=description)
+def _add_run_parser(sub: argparse._SubParsersAction, name: str, func: Callable[..., int], kind: type[RunConfig],
+                    help_text: str, description: str) -> None:
+    """A subcommand run from a YAML recipe (``-c``) plus ``--key value`` options, one per config field."""
+    p = sub.add_parser(name, help=help_text, description=description, allow_abbrev=False)
     p.add_argument("-c", "--config", help="YAML recipe; --key value options override it")
+    add_config_options(p, kind)
     p.set_defaults(func=func, takes_extra=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modernconv", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"modernconv {__version__}")
+    parser.add_argument("--version", action="version", version=f"modernconv {version('modernconv')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("models", help="list model names", description="List registered models (fnmatch PATTERN).")
@@ -224,12 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the deploy form (branches, BatchNorms, layer scale folded; same outputs)")
     p.set_defaults(func=cmd_convert)
 
-    _add_run_parser(sub, "train", cmd_train, "train or fine-tune a model (the papers' recipes)",
+    _add_run_parser(sub, "train", cmd_train, TrainConfig, "train or fine-tune a model (the papers' recipes)",
                     "Train MODEL on DATA. With no arguments: a small ConvNeXt on the built-in digits set. Any option "
                     "of the recipe can be given as --key value (e.g. --model convnextv2_atto --data PATH --epochs 10 "
                     "--lr 1e-3 --batch-size 32); `--output DIR --resume` continues an interrupted run. See configs/ "
                     "for recipes.")
-    _add_run_parser(sub, "pretrain", cmd_pretrain, "FCMAE masked-autoencoder pre-training of a ConvNeXt encoder",
+    _add_run_parser(sub, "pretrain", cmd_pretrain, PretrainConfig, "FCMAE masked-autoencoder pre-training of a ConvNeXt encoder",
                     "Pre-train MODEL's encoder with FCMAE (the ConvNeXt V2 recipe: AdamW 0.9/0.95, lr 1.5e-4 x "
                     "batch/256, warm-up + cosine, RandomResizedCrop + flip). DATA is digits, synthetic, a folder of "
                     "images, or a folder whose train/ holds images (class sub-folders or none). Any recipe option "

@@ -1,214 +1,366 @@
-"""Run configuration: one flat, typed record read from a YAML recipe plus `--key value` overrides."""
+"""Run configurations: typed records read from a YAML recipe plus ``--key value`` options.
+
+A run's options are one flat set of keys: those every run shares (``RunConfig``: model, data, optimisation,
+execution, run folder) and those of its task beside them (``ClassificationOptions``, ``FCMAEOptions``).
+``TrainConfig`` and ``PretrainConfig`` join the two. Each field carries its help line and its allowed range
+or choices; validation, the command line's options and its ``--help`` all come from these definitions.
+"""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import functools
+import math
 import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 import yaml
 
 from .errors import ConfigError
+from .files import atomic_write_text
+from .optim import SCHEDULES
+from .runtime import PRECISIONS
+
+FCMAE_MODES = ("sparse", "masked")  # the fast path and the dense reference (same results)
+MAX_WORKERS = 256
+
+# range name -> (test, how to say it)
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    ">=1": (lambda v: v >= 1, "at least 1"),
+    ">=0": (lambda v: v >= 0, "at least 0"),
+    ">0": (lambda v: v > 0, "positive"),
+    "[0,1]": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    "[0,1)": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "(0,1)": (lambda v: 0 < v < 1, "between 0 and 1 (exclusive)"),
+    "(0,1]": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "workers": (lambda v: 0 <= v <= MAX_WORKERS, f"between 0 and {MAX_WORKERS}"),
+    "magnitude": (lambda v: 0 <= v <= 10, "between 0 and 10 (timm's scale)"),
+}
+
+
+def option(default: Any, help: str, *, check: str | None = None, choices: typing.Iterable[str] | None = None,
+           factory: Callable[[], Any] | None = None) -> Any:
+    """A config field: its default, one line of help, and an allowed range (a key of ``RANGES``, applied to
+    each item of a tuple) or a set of choices."""
+    metadata = {"help": help, "check": check, "choices": tuple(choices) if choices is not None else None}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
-class TrainConfig:
-    """Everything a training run needs. Field names are the YAML keys and the `--key` options.
+class RunConfig:
+    """What every run has. Field names are the YAML keys and the ``--key`` options."""
 
-    The defaults are the small CPU recipe for the built-in digits set (configs/digits_convnext.yaml); the
-    papers' recipes in configs/ set every value they depend on (image size, augmentation, schedule)."""
+    TASK: ClassVar[str] = "a run"
 
     # model
-    model: str = "convnext_atto"
-    model_kwargs: dict = field(default_factory=dict)  # family options, e.g. {kernel_size: 5}
-    drop_path_rate: float = 0.0
-    layer_scale_init_value: float | None = None  # None = the model's default
-    head_init_scale: float = 1.0
-    in_chans: int = 3
-    init: str | None = None  # checkpoint to fine-tune from (any format load_checkpoint reads)
-    sync_bn: bool = True  # BatchNorm -> SyncBatchNorm when training on several processes
+    model: str = option("convnext_atto", "registered model name (`modernconv models` lists them)")
+    model_kwargs: dict = option(None, "family options as a YAML mapping, e.g. {kernel_size: 5}", factory=dict)
+    drop_path_rate: float = option(0.0, "stochastic depth rate of the last block (rising linearly from 0)",
+                                   check="[0,1]")
+    layer_scale_init_value: float | None = option(None, "layer scale initial value (none = the model's default)",
+                                                  check=">=0")
+    in_chans: int = option(3, "input channels (the stem adapts; images are converted)", check=">=1")
+    init: str | None = option(None, "checkpoint to start from (any format load_checkpoint reads)")
+    sync_bn: bool = option(True, "BatchNorm -> SyncBatchNorm when training on several CUDA processes")
     # data
-    data: str = "digits"  # digits | synthetic | PATH with train/ and val/
-    img_size: int | None = 32  # None = the model's data config (the paper recipes use 224)
-    synthetic_samples: int = 512
-    synthetic_classes: int = 10
-    skip_bad_images: bool = False
-    workers: int = 0
-    # augmentation and regularisation
-    scale: tuple[float, float] = (0.6, 1.0)
-    hflip: float = 0.0
-    randaugment_magnitude: int | None = None
-    randaugment_ops: int = 2
-    color_jitter: float = 0.0
-    random_erasing: float = 0.0
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    mix_prob: float = 1.0
-    mix_switch_prob: float = 0.5
-    label_smoothing: float = 0.1
-    crop_pct: float | None = None  # None = the model's data config
+    data: str = option("digits", "digits | synthetic | PATH (train/ and val/ class folders)")
+    img_size: int | None = option(32, "training and evaluation image side (none = the model's data config)",
+                                  check=">=1")
+    synthetic_samples: int = option(512, "images in the synthetic data set", check=">=1")
+    synthetic_classes: int = option(10, "classes in the synthetic data set", check=">=1")
+    skip_bad_images: bool = option(False, "skip unreadable images (counted) instead of stopping")
+    workers: int = option(0, "data-loading processes per training process", check="workers")
+    scale: tuple[float, float] = option((0.6, 1.0), "RandomResizedCrop area range: min max", check="(0,1]")
+    hflip: float = option(0.0, "horizontal flip probability", check="[0,1]")
     # optimisation
-    epochs: int = 20
-    batch_size: int = 64  # per process
-    accum_steps: int = 1
-    lr: float = 2e-3
-    lr_base_batch: int | None = None  # if set, lr is scaled by global batch / lr_base_batch
-    min_lr: float = 1e-6
-    warmup_epochs: float = 1.0  # onecycle: epochs to the peak
-    sched: str = "cosine"  # cosine | onecycle
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    layer_decay: float | None = None
-    clip_grad: float | None = None
-    ema_decay: float | None = None  # e.g. 0.9999; the EMA weights are evaluated alongside
+    epochs: int = option(20, "training epochs", check=">=1")
+    batch_size: int = option(64, "batch size per process", check=">=1")
+    accum_steps: int = option(1, "batches accumulated into one optimizer step", check=">=1")
+    lr: float = option(2e-3, "peak learning rate (scaled by the global batch when lr_base_batch is set)",
+                       check=">=0")
+    lr_base_batch: int | None = option(None, "scale lr by global batch / this (none = no scaling)", check=">=1")
+    min_lr: float = option(1e-6, "learning rate at the end of the cosine schedule", check=">=0")
+    warmup_epochs: float = option(1.0, "linear warm-up epochs (onecycle: epochs to the peak)", check=">=0")
+    sched: str = option("cosine", "learning-rate schedule, stepped per optimizer step", choices=SCHEDULES)
+    weight_decay: float = option(0.05, "AdamW weight decay (none on biases, norms, layer scale, GRN)", check=">=0")
+    betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas: beta1 beta2", check="[0,1)")
+    eps: float = option(1e-8, "AdamW epsilon", check=">0")
+    clip_grad: float | None = option(None, "clip the gradient norm to this (none = no clipping)", check=">0")
     # execution
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
-    channels_last: bool = False
-    grad_checkpointing: bool = False
-    compile: bool = False
-    device: str | None = None  # None = cuda when available
-    deterministic: bool = False
+    precision: str = option("fp32", "fp32, or bf16 autocast", choices=PRECISIONS)
+    channels_last: bool = option(False, "channels-last memory format")
+    grad_checkpointing: bool = option(False, "recompute activations block by block in backward (less memory)")
+    compile: bool = option(False, "torch.compile the network")
+    device: str | None = option(None, "cpu, cuda or cuda:N (none = cuda when available)")
+    deterministic: bool = option(False, "torch.use_deterministic_algorithms")
     # run
-    seed: int = 0
-    output: str | None = None  # None = a new folder under runs/
-    resume: bool = False
-    save_every_steps: int = 0  # 0 = at the end of each epoch only
-    log_every_steps: int = 10
-    progress: bool = True
+    seed: int = option(0, "random seed (data order, augmentation, initialisation)", check=">=0")
+    output: str | None = option(None, "run folder (none = a new folder under runs/)")
+    resume: bool = option(False, "continue the run in --output")
+    save_every_steps: int = option(0, "also checkpoint every N optimizer steps (0 = at epoch ends only)", check=">=0")
+    log_every_steps: int = option(10, "refresh the progress line every N steps", check=">=1")
+    progress: bool = option(True, "show a progress bar")
 
-    def validate(self) -> "TrainConfig":
-        """Raise ConfigError with a clear message for impossible values."""
-        positive = ("epochs", "batch_size", "accum_steps", "img_size", "synthetic_samples", "synthetic_classes",
-                    "in_chans")
-        for name in positive:
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be at least 1, got {value}")
-        non_negative = ("lr", "min_lr", "warmup_epochs", "weight_decay", "drop_path_rate", "color_jitter",
-                        "mixup", "cutmix", "label_smoothing", "workers", "save_every_steps", "log_every_steps")
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
-        probabilities = ("hflip", "random_erasing", "mix_prob", "mix_switch_prob", "label_smoothing",
-                         "drop_path_rate")
-        for name in probabilities:
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
-        if self.sched not in ("cosine", "onecycle"):
-            raise ConfigError(f"sched must be cosine or onecycle, got {self.sched!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision must be fp32 or bf16, got {self.precision!r}")
-        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
-            raise ConfigError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
-        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ConfigError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
-        if self.clip_grad is not None and self.clip_grad <= 0:
-            raise ConfigError(f"clip_grad must be positive, got {self.clip_grad}")
-        if not 0 < self.scale[0] <= self.scale[1] <= 1:
+    def validate(self) -> "RunConfig":
+        """Raise ConfigError with a clear message for impossible values or combinations."""
+        for f in dataclasses.fields(self):
+            _check_field(f, getattr(self, f.name))
+        if self.scale[0] > self.scale[1]:
             raise ConfigError(f"scale must be two numbers 0 < min <= max <= 1, got {list(self.scale)}")
         if self.warmup_epochs > self.epochs:
             raise ConfigError(f"warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs})")
+        if 0 < self.lr < self.min_lr:  # (lr 0 freezes the weights: the schedule then does not matter)
+            raise ConfigError(f"min_lr ({self.min_lr}) is above lr ({self.lr})")
+        self.check_task()
         return self
+
+    def check_task(self) -> None:
+        """Checks across the task's own options (none by default)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the resolved configuration as YAML (readable back with ``load_config``)."""
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        """Write the resolved configuration as YAML (readable back with ``load_config``), atomically."""
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+@dataclass
+class ClassificationOptions:
+    """What a classification run adds: augmentation, mixing, label smoothing, the head, layer decay, EMA."""
+
+    head_init_scale: float = option(1.0, "scale of the new classifier's initial weights (fine-tuning: 0.001)",
+                                    check=">0")
+    randaugment_magnitude: int | None = option(None, "RandAugment magnitude 0..10 (none = off)",
+                                               check="magnitude")
+    randaugment_ops: int = option(2, "RandAugment operations per image", check=">=1")
+    color_jitter: float = option(0.0, "colour jitter strength (0 = off)", check=">=0")
+    random_erasing: float = option(0.0, "random erasing probability", check="[0,1]")
+    mixup: float = option(0.0, "MixUp alpha (0 = off)", check=">=0")
+    cutmix: float = option(0.0, "CutMix alpha (0 = off)", check=">=0")
+    mix_prob: float = option(1.0, "probability of mixing a batch", check="[0,1]")
+    mix_switch_prob: float = option(0.5, "probability of CutMix when both are on", check="[0,1]")
+    label_smoothing: float = option(0.1, "label smoothing", check="[0,1)")
+    crop_pct: float | None = option(None, "evaluation centre-crop fraction (none = the model's)", check="(0,1]")
+    layer_decay: float | None = option(None, "layer-wise lr decay (none = off)", check="(0,1]")
+    ema_decay: float | None = option(None, "EMA of the weights, evaluated alongside (e.g. 0.9999)", check="(0,1)")
+
+
+@dataclass
+class FCMAEOptions:
+    """What FCMAE pre-training adds: the mask, the decoder, the loss and the execution mode."""
+
+    mask_ratio: float = option(0.6, "fraction of patches masked", check="(0,1)")
+    patch_size: int = option(32, "mask patch side: the encoder's total stride", check=">=1")
+    decoder_dim: int = option(256, "decoder width (the paper: 512)", check=">=1")
+    decoder_depth: int = option(1, "decoder ConvNeXt V2 blocks", check=">=0")
+    norm_pix_loss: bool = option(True, "regress per-patch normalised pixels")
+    mode: str = option("sparse", "sparse (fast) or masked (dense reference; same results)", choices=FCMAE_MODES)
+    preview_images: int = option(8, "images in the per-epoch reconstruction grid (0 = none)", check=">=0")
+
+
+@dataclass
+class TrainConfig(ClassificationOptions, RunConfig):
+    """A classification run. The defaults are the small CPU recipe for the built-in digits set
+    (configs/digits_convnext.yaml); the papers' recipes in configs/ set every value they depend on."""
+
+    TASK: ClassVar[str] = "training"
+
+
+@dataclass
+class PretrainConfig(FCMAEOptions, RunConfig):
+    """FCMAE pre-training: AdamW (0.9, 0.95), lr scaled by batch / 256, warm-up + cosine, RandomResizedCrop and
+    flips only. The defaults are a small CPU recipe for the digits (configs/fcmae_digits.yaml)."""
+
+    TASK: ClassVar[str] = "pre-training"
+
+    model: str = option("convnextv2_atto", "ConvNeXt encoder to pre-train (V2, or V1 for the collapse ablation)")
+    img_size: int | None = option(128, "image side: a multiple of patch_size (128 = a 4x4 patch grid)",
+                                  check=">=1")
+    scale: tuple[float, float] = option((0.5, 1.0), "RandomResizedCrop area range: min max", check="(0,1]")
+    warmup_epochs: float = option(2.0, "linear warm-up epochs", check=">=0")
+    lr: float = option(1.5e-3, "peak learning rate, scaled by global batch / lr_base_batch", check=">=0")
+    lr_base_batch: int | None = option(256, "scale lr by global batch / this (none = no scaling)", check=">=1")
+    min_lr: float = option(0.0, "learning rate at the end of the cosine schedule", check=">=0")
+    betas: tuple[float, float] = option((0.9, 0.95), "AdamW betas: beta1 beta2", check="[0,1)")
+
+    def check_task(self) -> None:
+        if self.img_size is not None and self.img_size % self.patch_size:
+            raise ConfigError(f"img_size {self.img_size} must be a multiple of patch_size {self.patch_size}")
+
+
+CONFIG_KINDS: tuple[type[RunConfig], ...] = (TrainConfig, PretrainConfig)
+
+
+def _check_field(f: dataclasses.Field, value: Any) -> None:
+    if value is None:
+        return
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
+    check = f.metadata.get("check")
+    if check:
+        test, wording = RANGES[check]
+        if not all(test(v) for v in (value if isinstance(value, tuple) else (value,))):
+            shown = list(value) if isinstance(value, tuple) else value
+            raise ConfigError(f"{f.name} must be {wording}, got {shown}")
 
 
 @functools.cache
-def _hints(kind: type) -> dict[str, Any]:
-    """The field types of config class ``kind`` (TrainConfig or a subclass such as PretrainConfig)."""
-    names = {f.name for f in dataclasses.fields(kind)}
-    return {k: v for k, v in typing.get_type_hints(kind).items() if k in names}
+def _fields(kind: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """Field name -> (field, resolved type) of config class ``kind``."""
+    hints = typing.get_type_hints(kind)
+    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(kind)}
 
 
-def _coerce(name: str, value: Any, kind: type = TrainConfig) -> Any:
-    """Convert a YAML or command-line value to the field's type, or raise ConfigError."""
-    hint = _hints(kind)[name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)] if isinstance(hint, types.UnionType) else []
-    if args:  # X | None
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-            return None
-        hint = args[0]
+def _plain_type(hint: Any) -> tuple[Any, bool]:
+    """(the type without ``| None``, whether None is allowed)."""
+    if isinstance(hint, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], True
+    return hint, False
+
+
+def _number(kind: type, value: Any) -> int | float:
+    number = float(value) if isinstance(value, str) else value
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+        raise ValueError
+    if kind is int:
+        if float(number) != int(number):
+            raise ValueError
+        return int(number)
+    return float(number)
+
+
+def _items(value: Any) -> list:
+    """A tuple option's items from a list, a YAML list string ("[0.9, 0.95]") or "0.9,0.95" / "0.9 0.95"."""
+    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], str):
+        value = value[0]
+    if isinstance(value, str):
+        parsed = yaml.safe_load(value)
+        value = parsed if isinstance(parsed, list) else value.replace(",", " ").split()
+    if not isinstance(value, (list, tuple)):
+        raise ValueError
+    return list(value)
+
+
+def coerce(name: str, value: Any, kind: type[RunConfig] = TrainConfig) -> Any:
+    """Convert a YAML or command-line value to field ``name``'s type in config class ``kind``, or raise
+    ConfigError."""
+    hint, optional = _plain_type(_fields(kind)[name][1])
+    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
+        return None
     try:
         if hint is bool:
             if isinstance(value, str):
                 if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
                     raise ValueError
                 return value.lower() in ("true", "yes", "1")
-            return bool(value)
-        if typing.get_origin(hint) is tuple:
-            items = yaml.safe_load(value) if isinstance(value, str) else value
-            kinds = typing.get_args(hint)
-            if not isinstance(items, (list, tuple)) or len(items) != len(kinds):
-                raise ValueError
-            return tuple(k(v) for k, v in zip(kinds, items))
-        if hint is dict:
-            value = yaml.safe_load(value) if isinstance(value, str) else value
-            if not isinstance(value, dict):
+            if not isinstance(value, bool):
                 raise ValueError
             return value
-        if hint is int and isinstance(value, float) and not value.is_integer():
+        if typing.get_origin(hint) is tuple:
+            items, kinds = _items(value), typing.get_args(hint)
+            if len(items) != len(kinds):
+                raise ValueError
+            return tuple(_number(k, v) for k, v in zip(kinds, items))
+        if hint is dict:
+            value = yaml.safe_load(value) if isinstance(value, str) else value
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise ValueError
+            return value
+        if hint in (int, float):
+            return _number(hint, value)
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ValueError
-        if hint in (int, float) and isinstance(value, str):
-            return hint(float(value)) if hint is int else float(value)
-        return hint(value)
-    except (TypeError, ValueError, yaml.YAMLError):
+        return str(value)
+    except (TypeError, ValueError, OverflowError, yaml.YAMLError):
         raise ConfigError(f"{name}: cannot use {value!r} as {getattr(hint, '__name__', hint)}") from None
 
 
-def _check_key(key: str, kind: type = TrainConfig) -> str:
-    name = key.replace("-", "_")
-    if name not in _hints(kind):
-        close = difflib.get_close_matches(name, list(_hints(kind)), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(f"unknown option {key!r}{hint}")
-    return name
+def check_key(key: Any, kind: type[RunConfig] = TrainConfig) -> str:
+    """The field name for option ``key`` ("--lr", "warmup-epochs", ...), or a ConfigError that suggests close
+    names or says which task the option belongs to."""
+    if not isinstance(key, str):
+        raise ConfigError(f"option names must be text, got {key!r}")
+    name = key.lstrip("-").replace("-", "_")
+    if name in _fields(kind):
+        return name
+    if any(name in _fields(other) for other in CONFIG_KINDS):
+        raise ConfigError(f"{name} does not apply to {kind.TASK}; remove it from the recipe")
+    close = difflib.get_close_matches(name, list(_fields(kind)), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise ConfigError(f"unknown option {name!r}{hint}")
 
 
-def parse_overrides(args: list[str], kind: type = TrainConfig) -> dict[str, str]:
-    """``['--lr', '1e-3', '--epochs=5']`` -> {'lr': '1e-3', 'epochs': '5'}; a flag alone means true.
-    Keys must be fields of config class ``kind``."""
-    out, i = {}, 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--"):
-            raise ConfigError(f"expected --key value, got {arg!r}")
-        key, eq, value = arg[2:].partition("=")
-        if not eq:
-            if i + 1 < len(args) and not args[i + 1].startswith("--"):
-                value, i = args[i + 1], i + 1
-            else:
-                value = "true"
-        out[_check_key(key, kind)] = value
-        i += 1
-    return out
+def _read_recipe(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"recipe {str(path)!r} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"recipe {path} is not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"recipe {path} must be a mapping of option: value")
+    return loaded
 
 
 def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
-                kind: type[TrainConfig] = TrainConfig) -> TrainConfig:
+                kind: type[RunConfig] = TrainConfig) -> RunConfig:
     """A validated config of class ``kind`` (default TrainConfig) from a YAML recipe (optional) with
     ``overrides`` applied on top."""
     values: dict[str, Any] = {}
     if recipe is not None:
-        path = Path(recipe)
-        if not path.is_file():
-            raise ConfigError(f"recipe {str(path)!r} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"recipe {path} must be a mapping of option: value")
-        values.update({_check_key(k, kind): v for k, v in loaded.items()})
-    values.update({_check_key(k, kind): v for k, v in (overrides or {}).items()})
-    return kind(**{k: _coerce(k, v, kind) for k, v in values.items()}).validate()
+        values.update({check_key(k, kind): v for k, v in _read_recipe(Path(recipe)).items()})
+    values.update({check_key(k, kind): v for k, v in (overrides or {}).items()})
+    return kind(**{k: coerce(k, v, kind) for k, v in values.items()}).validate()
+
+
+def _type_name(hint: Any) -> str:
+    plain, optional = _plain_type(hint)
+    if typing.get_origin(plain) is tuple:
+        name = " ".join(a.__name__ for a in typing.get_args(plain))
+    else:
+        name = {dict: "YAML"}.get(plain, getattr(plain, "__name__", str(plain)))
+    return name + (" | none" if optional else "")
+
+
+def option_rows(kind: type[RunConfig]) -> list[tuple[str, str, str, str]]:
+    """(option, type, default, help) of every field of ``kind``: the CLI's help and the README's table."""
+    rows = []
+    for name, (f, hint) in _fields(kind).items():
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = "none" if default is None else " ".join(map(str, default)) if isinstance(default, tuple) else default
+        text = f.metadata["help"] + (f" (one of: {', '.join(f.metadata['choices'])})" if f.metadata["choices"] else "")
+        rows.append((f"--{name.replace('_', '-')}", _type_name(hint), str(shown), text))
+    return rows
+
+
+def add_config_options(parser: argparse.ArgumentParser, kind: type[RunConfig]) -> None:
+    """One ``--key`` option per field of ``kind`` (help, type and default from its definition). Given options
+    land in the namespace as strings under the field's name; absent ones are absent (the recipe or the
+    default applies)."""
+    group = parser.add_argument_group(f"{kind.TASK} options (also YAML keys of a recipe)")
+    for (flag, type_name, default, text), (name, (_, hint)) in zip(option_rows(kind), _fields(kind).items()):
+        plain, _ = _plain_type(hint)
+        extra: dict[str, Any] = {}
+        if plain is bool:
+            extra = dict(nargs="?", const="true")
+        elif typing.get_origin(plain) is tuple:
+            extra = dict(nargs="+")
+        group.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=type_name.split()[0].upper(),
+                           help=f"{text} [default: {default}]", **extra)
+
+
+def overrides_from(namespace: argparse.Namespace, kind: type[RunConfig]) -> dict[str, Any]:
+    """The config options given on the command line (see ``add_config_options``)."""
+    return {k: v for k, v in vars(namespace).items() if k in _fields(kind)}

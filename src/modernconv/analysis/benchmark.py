@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..engine.optim import build_optimizer
+from ..errors import ConfigError
+from ..optim import build_optimizer
 from ..runtime import autocast, resolve_device
 
 
@@ -67,7 +68,7 @@ def make_step(model: nn.Module, x: torch.Tensor, mode: str, dtype: str):
                 model(x)
         return step
     if mode != "train":
-        raise ValueError(f"mode must be 'infer' or 'train', got {mode!r}")
+        raise ConfigError(f"mode must be 'infer' or 'train', got {mode!r}")
     model.train()
     optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.05)
     num_classes = getattr(model, "num_classes", 0) or 1

@@ -16,19 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import matplotlib
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from ..data import eval_transform  # noqa: E402
-from ..errors import ConfigError  # noqa: E402
-from ..layers import Mlp  # noqa: E402
-from ..models import create_model  # noqa: E402
-from ..pretrain.data import pretrain_datasets  # noqa: E402
+from ..data import build_unlabelled
+from ..errors import ConfigError
+from ..layers import Mlp
+from ..models import create_model
+from ..runtime import eval_mode
 
 
 @dataclass
@@ -76,15 +72,13 @@ def collapse_curve(model: nn.Module, batches: Iterable[torch.Tensor], label: str
         return hook
 
     handles = [act.register_forward_hook(recorder(i)) for i, (_, act) in enumerate(blocks)]
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     try:
-        for images in batches:
-            model.forward_features(images.to(device))
-            count += images.shape[0]
+        with eval_mode(model):
+            for images in batches:
+                model.forward_features(images.to(device))
+                count += images.shape[0]
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     if count == 0:
@@ -100,10 +94,8 @@ def held_out_images(data: str, model: nn.Module, count: int, img_size: int | Non
     images, else its training images) in ``model``'s evaluation preprocessing, in batches."""
     if count < 1 or batch_size < 1:
         raise ConfigError(f"--images ({count}) and --batch-size ({batch_size}) must be at least 1")
-    dc = model.data_config
-    size = img_size or dc.input_size[1]
-    tf = eval_transform(size, dc.mean, dc.std, crop_pct=dc.crop_pct, interpolation=dc.interpolation)
-    images = pretrain_datasets(data, size, dc.input_size[0], tf, tf).val
+    pre = model.data_config.replace(img_size=img_size) if img_size else model.data_config
+    images = build_unlabelled(data, "val", pre.input_size[0], pre.eval_transform())
     picked = [images[i][0] for i in range(min(count, len(images)))]
     return [torch.stack(picked[i:i + batch_size]) for i in range(0, len(picked), batch_size)]
 
@@ -131,20 +123,4 @@ def write_collapse_csv(curves: Sequence[CollapseCurve], path: str | os.PathLike)
         for curve in curves:
             for i, (name, depth, score) in enumerate(zip(curve.layers, curve.depth, curve.score)):
                 writer.writerow([curve.label, i, name, f"{depth:.6f}", f"{score:.6f}"])
-    return path
-
-
-def plot_collapse(curves: Sequence[CollapseCurve], path: str | os.PathLike, title: str = "feature collapse") -> Path:
-    """Score against normalised depth, one line per curve, as a PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for curve in curves:
-        ax.plot(curve.depth, curve.score, marker="o", markersize=3, label=f"{curve.label} (mean {curve.mean:.3f})")
-    ax.set(xlabel="normalised depth", ylabel="mean (1 - cos) / 2 over channel pairs", title=title, ylim=(0, None))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

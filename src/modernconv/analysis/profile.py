@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..runtime import eval_mode
+
 
 def count_params(model: nn.Module) -> tuple[int, int]:
     """(all parameters, trainable parameters)."""
@@ -21,13 +23,8 @@ def count_macs(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224
     """
     ref = next(model.parameters())
     x = torch.zeros((1, *input_size), device=ref.device, dtype=ref.dtype)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(x)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
     return counter.get_total_flops() // 2
 
 

@@ -1,8 +1,8 @@
-"""Checkpoints: safe reading, format detection and key conversion, loading into models, atomic saving."""
-from .build import CheckpointInfo, checkpoint_info, model_from_checkpoint
-from .convert import convert_checkpoint, fit_to_model
-from .io import read_checkpoint, save_checkpoint
+"""Checkpoints: safe reading, format detection and key conversion, fitting to a model, atomic saving.
+
+A leaf of the package: it works on state dicts and any ``nn.Module`` and never imports the model families
+(building a model from a checkpoint, and converting one, live a layer above in ``modernconv.conversion``)."""
+from .io import read_checkpoint, read_metadata, save_checkpoint
 from .load import LoadReport, fit_state_dict, load_checkpoint
 
-__all__ = ["CheckpointInfo", "LoadReport", "checkpoint_info", "model_from_checkpoint", "convert_checkpoint",
-           "fit_to_model", "fit_state_dict", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
+__all__ = ["LoadReport", "fit_state_dict", "load_checkpoint", "read_checkpoint", "read_metadata", "save_checkpoint"]

@@ -37,15 +37,17 @@ _CONVNEXT_BLOCK = (
     (r"\.grn\.gamma$", ".mlp.grn.weight"),
     (r"\.grn\.beta$", ".mlp.grn.bias"),
 )
-_HEAD = ((r"^norm\.", "head.norm."), (r"^head\.(weight|bias)$", r"head.fc.\1"))
+_HEAD = ((r"^norm\.", "head.norm."), (r"^head\.(?P<param>weight|bias)$", r"head.fc.\g<param>"))
 
+
+_KEEP_NORM_AND_LAYER_SCALE = (r"\.(?P<name>norm\.|gamma$)", r".\g<name>")  # same name, under blocks.
 
 # the authors' UniRepLKNet block (train and deploy forms) -> ours
 _UNIREPLKNET_BLOCK = (
     (r"\.dwconv\.lk_origin\.", ".conv_dw.conv."),
     (r"\.dwconv\.origin_bn\.", ".conv_dw.bn."),
-    (r"\.dwconv\.dil_conv_k(\d+)_(\d+)\.", r".conv_dw.branches.k\3_r\4.conv."),
-    (r"\.dwconv\.dil_bn_k(\d+)_(\d+)\.", r".conv_dw.branches.k\3_r\4.bn."),
+    (r"\.dwconv\.dil_conv_k(?P<k>\d+)_(?P<r>\d+)\.", r".conv_dw.branches.k\g<k>_r\g<r>.conv."),
+    (r"\.dwconv\.dil_bn_k(?P<k>\d+)_(?P<r>\d+)\.", r".conv_dw.branches.k\g<k>_r\g<r>.bn."),
     (r"\.dwconv\.", ".conv_dw."),
     (r"\.se\.down\.", ".se.fc1."),
     (r"\.se\.up\.", ".se.fc2."),
@@ -54,25 +56,27 @@ _UNIREPLKNET_BLOCK = (
     (r"\.act\.1\.beta$", ".mlp.grn.bias"),
     (r"\.pwconv2\.0\.", ".mlp.fc2."),
     (r"\.pwconv2\.2\.", ".norm_mlp."),
-    (r"\.(norm\.|gamma$)", r".\3"),
+    _KEEP_NORM_AND_LAYER_SCALE,
 )
 
 
 def _official_hierarchical_rules(block_rules: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
     """The authors' ConvNeXt-style layout (downsample_layers, stages.i.j, norm, head) with ``block_rules``."""
-    block = tuple((r"^stages\.(\d+)\.(\d+)" + p, r"stages.\1.blocks.\2" + r) for p, r in block_rules)
+    block = tuple((r"^stages\.(?P<stage>\d+)\.(?P<block>\d+)" + p, r"stages.\g<stage>.blocks.\g<block>" + r)
+                  for p, r in block_rules)
     return ((r"^downsample_layers\.0\.", "stem."),
-            (r"^downsample_layers\.(\d+)\.", r"stages.\1.downsample."),) + block + _HEAD
+            (r"^downsample_layers\.(?P<stage>\d+)\.", r"stages.\g<stage>.downsample."),) + block + _HEAD
 
 
 def _official_isotropic_rules() -> tuple[tuple[str, str], ...]:
-    return tuple((r"^(blocks\.\d+)" + p, r"\1" + r) for p, r in _CONVNEXT_BLOCK) + _HEAD
+    return tuple((r"^(?P<block>blocks\.\d+)" + p, r"\g<block>" + r) for p, r in _CONVNEXT_BLOCK) + _HEAD
 
 
 def _convmixer_rules(block: str, offset: int) -> tuple[tuple[str, Any], ...]:
-    """ConvMixer block renames; ``block`` matches the block index, ``offset`` is subtracted from it."""
+    """ConvMixer block renames; ``block`` matches the block index as group "index", ``offset`` is subtracted
+    from it."""
     def sub(part: str) -> Callable[[re.Match], str]:
-        return lambda m: f"blocks.{int(m[1]) - offset}.{part}."
+        return lambda m: f"blocks.{int(m['index']) - offset}.{part}."
     return ((block + r"\.0\.fn\.0\.", sub("conv_dw")), (block + r"\.0\.fn\.2\.", sub("norm_dw")),
             (block + r"\.1\.", sub("conv_pw")), (block + r"\.3\.", sub("norm_pw")))
 
@@ -81,14 +85,14 @@ FORMATS: tuple[KeyFormat, ...] = (
     KeyFormat("unireplknet-official", r"^stages\.\d+\.\d+\.se\.down\.weight$",
               _official_hierarchical_rules(_UNIREPLKNET_BLOCK)),
     KeyFormat("convnext-official", r"^downsample_layers\.0\.0\.weight$",
-              _official_hierarchical_rules(_CONVNEXT_BLOCK + ((r"\.(norm|gamma)", r".\3"),))),
+              _official_hierarchical_rules(_CONVNEXT_BLOCK + (_KEEP_NORM_AND_LAYER_SCALE,))),
     KeyFormat("convnext-isotropic-official", r"^blocks\.\d+\.dwconv\.weight$", _official_isotropic_rules()),
     KeyFormat("convmixer-timm", r"^blocks\.\d+\.0\.fn\.0\.weight$",
-              _convmixer_rules(r"^blocks\.(\d+)", 0) + ((r"^head\.(weight|bias)$", r"head.fc.\1"),)),
+              _convmixer_rules(r"^blocks\.(?P<index>\d+)", 0) + _HEAD[1:]),
     # the authors' nn.Sequential: 0 conv, 1 act, 2 BN, 3.. blocks, then pool, flatten, Linear
     KeyFormat("convmixer-official", r"^\d+\.0\.fn\.0\.weight$",
-              ((r"^([02])\.", r"stem.\1."), (r"^\d+\.(weight|bias)$", r"head.fc.\1"))
-              + _convmixer_rules(r"^(\d+)", 3)),
+              ((r"^(?P<layer>[02])\.", r"stem.\g<layer>."), (r"^\d+\.(?P<param>weight|bias)$", r"head.fc.\g<param>"))
+              + _convmixer_rules(r"^(?P<index>\d+)", 3)),
 )
 NATIVE = KeyFormat("modernconv/timm", r"")
 

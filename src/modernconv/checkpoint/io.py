@@ -7,7 +7,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -17,6 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import CheckpointError
+from ..files import atomic_write
 
 FORMAT_TAG = "modernconv"
 _WRAPPER_KEYS = ("model", "state_dict", "model_state", "module")
@@ -111,7 +111,6 @@ def save_checkpoint(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor]
 
     A model's ``model_name`` and JSON-serialisable ``model_kwargs`` are stored so the file can rebuild it.
     """
-    path = Path(path)
     meta: dict[str, str] = {"format": FORMAT_TAG}
     if isinstance(model_or_state, torch.nn.Module):
         state = model_or_state.state_dict()
@@ -124,16 +123,7 @@ def save_checkpoint(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor]
     for k, v in (metadata or {}).items():
         meta[k] = v if isinstance(v, str) else json.dumps(v)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def _jsonable(value: Any) -> bool:

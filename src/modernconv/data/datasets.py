@@ -1,4 +1,5 @@
-"""``build_datasets``: one entry point for the built-in digits, the synthetic set and image-folder trees."""
+"""One entry point per kind of data set: labelled splits (digits, synthetic, image folders) and unlabelled
+images (pre-training, feature measurements). Every split can be loaded alone."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,11 +8,13 @@ from typing import Callable
 
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError
-from .folder import folder_datasets
+from ..errors import ConfigError, DataError
+from .folder import NO_IMAGES_HINT, folder_split, unlabelled_folder
 from .generated import digits_images, split_tensor_dataset, synthetic_images
 from .transforms import eval_transform as make_eval_transform
 
+SPLITS = ("train", "val")
+BUILT_IN = ("digits", "synthetic")
 DIGIT_CLASSES = [str(d) for d in range(10)]
 
 
@@ -26,24 +29,69 @@ class DataSplit:
     class_names: list[str]
 
 
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+
+
+def build_split(source: str, split: str, in_chans: int, transform: Callable, class_names: list[str] | None = None,
+                skip_bad_images: bool = False, synthetic_samples: int = 512, synthetic_classes: int = 10,
+                classes_from: str = "train/") -> tuple[Dataset, list[str]]:
+    """One split ("train" or "val") of the data set named by ``source``, and its class names: "digits"
+    (sklearn's bundled 8x8 digits, fixed stratified 80/20 split), "synthetic" (generated, deterministic) or a
+    folder with ``split/<class>/`` folders (labelled with ``class_names`` when given, which errors call
+    ``classes_from``, else its own folders).
+
+    Images reach ``transform`` as "L" (``in_chans`` 1) or RGB (any other count)."""
+    _check_split(split)
+    if in_chans < 1:
+        raise ConfigError(f"in_chans ({in_chans}) must be positive")
+    if source in BUILT_IN:
+        if source == "digits":
+            images, labels = digits_images(in_chans)
+            names = DIGIT_CLASSES
+        else:
+            images, labels = synthetic_images(synthetic_samples, synthetic_classes, in_chans)
+            names = [f"class_{k}" for k in range(synthetic_classes)]
+        datasets = split_tensor_dataset(images, labels, transform, transform)
+        return datasets[SPLITS.index(split)], names
+    return folder_split(Path(source), split, in_chans, transform, class_names, skip_bad_images, classes_from)
+
+
 def build_datasets(source: str, img_size: int, in_chans: int = 3, skip_bad_images: bool = False,
                    synthetic_samples: int = 512, synthetic_classes: int = 10, train_transform: Callable | None = None,
                    eval_transform: Callable | None = None) -> DataSplit:
-    """The data set named by ``source``: "digits" (sklearn's bundled 8x8 digits, fixed stratified 80/20 split),
-    "synthetic" (generated, deterministic) or a folder with train/ and val/ class folders.
-
-    Images reach the transforms as "L" (``in_chans`` 1) or RGB (any other count); the transforms from
-    ``modernconv.data.transforms`` output ``len(mean)`` channels. A missing transform defaults to a plain
-    resize and centre-crop to ``img_size`` with values in [0, 1] (no augmentation, no normalisation)."""
-    if img_size < 1 or in_chans < 1:
-        raise ConfigError(f"img_size ({img_size}) and in_chans ({in_chans}) must be positive")
+    """Both splits of ``source`` (see ``build_split``); val is labelled with train's classes. A missing
+    transform defaults to a plain resize and centre-crop to ``img_size`` with values in [0, 1]."""
+    if img_size < 1:
+        raise ConfigError(f"img_size ({img_size}) must be positive")
     plain = make_eval_transform(img_size, mean=(0.0,) * in_chans, std=(1.0,) * in_chans, crop_pct=1.0)
-    train_t, eval_t = train_transform or plain, eval_transform or plain
-    if source == "digits":
-        images, labels = digits_images(in_chans)
-        return DataSplit(*split_tensor_dataset(images, labels, train_t, eval_t), DIGIT_CLASSES)
-    if source == "synthetic":
-        images, labels = synthetic_images(synthetic_samples, synthetic_classes, in_chans)
-        return DataSplit(*split_tensor_dataset(images, labels, train_t, eval_t),
-                         [f"class_{k}" for k in range(synthetic_classes)])
-    return DataSplit(*folder_datasets(Path(source), in_chans, train_t, eval_t, skip_bad_images))
+    options = dict(skip_bad_images=skip_bad_images, synthetic_samples=synthetic_samples,
+                   synthetic_classes=synthetic_classes)
+    train, classes = build_split(source, "train", in_chans, train_transform or plain, **options)
+    val, _ = build_split(source, "val", in_chans, eval_transform or plain, class_names=classes, **options)
+    return DataSplit(train, val, classes)
+
+
+def build_unlabelled(source: str, split: str, in_chans: int, transform: Callable, skip_bad_images: bool = False,
+                     synthetic_samples: int = 512, synthetic_classes: int = 10) -> Dataset:
+    """Images without labels (yielded with a placeholder label 0 for folders): "digits" or "synthetic" (that
+    split; labels unused), or a folder: for "train" every image below its ``train/`` (class sub-folders or none,
+    any depth), or below the folder itself when it has none; for "val" those below ``val/`` when it holds any,
+    else the training images."""
+    _check_split(split)
+    if source in BUILT_IN:
+        return build_split(source, split, in_chans, transform, synthetic_samples=synthetic_samples,
+                           synthetic_classes=synthetic_classes)[0]
+    root = Path(source)
+    if not root.is_dir():
+        raise DataError(f"data path {root} is not a folder of images (or 'digits' or 'synthetic')")
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    if split == "val" and (root / "val").is_dir():
+        held_out = unlabelled_folder(root / "val", in_chans, transform, skip_bad_images)
+        if len(held_out):
+            return held_out
+    images = unlabelled_folder(train_dir, in_chans, transform, skip_bad_images)
+    if not len(images):
+        raise DataError(f"{train_dir} holds no {NO_IMAGES_HINT}")
+    return images

@@ -18,7 +18,6 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 from ..errors import DataError
 from .images import read_image
 
-SPLITS = ("train", "val")
 LAYOUT_HINT = "expected train/<class>/<image> and val/<class>/<image>"
 NO_IMAGES_HINT = f"readable images (files ending in {', '.join(IMG_EXTENSIONS)})"
 
@@ -63,39 +62,41 @@ def _class_folders(split_dir: Path) -> list[str]:
         raise DataError(f"{split_dir} has no class folders; {LAYOUT_HINT}") from None
 
 
-def _check_layout(root: Path) -> list[str]:
-    """Check the tree and return the class names (train's folders, sorted)."""
+def _check_root(root: Path) -> None:
     if not root.exists():
         raise DataError(f"data path {root} does not exist (give a folder with train/ and val/, or 'digits' "
                         f"or 'synthetic')")
     if not root.is_dir():
         raise DataError(f"data path {root} is not a folder; {LAYOUT_HINT}")
-    for split in SPLITS:
-        if not (root / split).is_dir():
-            raise DataError(f"{root} has no {split}/ folder; {LAYOUT_HINT}")
-    classes = _class_folders(root / "train")
-    extra = sorted(set(_class_folders(root / "val")) - set(classes))
+
+
+def folder_split(root: Path, split: str, in_chans: int, transform: Callable, class_names: list[str] | None = None,
+                 skip_bad_images: bool = False, classes_from: str = "train/") -> tuple[ImageFolderSplit, list[str]]:
+    """One split (``root/split/<class>/*``) and its class names: ``class_names`` (named ``classes_from`` in
+    errors) when given (the split may lack some but not add any), else its own folders. A training split needs
+    an image in every class."""
+    _check_root(root)
+    if not (root / split).is_dir():
+        raise DataError(f"{root} has no {split}/ folder; {LAYOUT_HINT}")
+    found = _class_folders(root / split)
+    classes = list(class_names) if class_names is not None else found
+    extra = sorted(set(found) - set(classes))
     if extra:
-        raise DataError(f"{root / 'val'} has classes that train/ lacks: {', '.join(extra)}")
-    return classes
+        raise DataError(f"{root / split} has classes that {classes_from} lacks: {', '.join(extra)}")
+    dataset = ImageFolderSplit(root / split, {c: i for i, c in enumerate(classes)}, in_chans, transform,
+                               skip_bad_images)
+    if split == "train":
+        present = set(dataset.targets)
+        empty = [c for i, c in enumerate(classes) if i not in present]
+        if empty:
+            raise DataError(f"{dataset.root} has class folders with no {NO_IMAGES_HINT}: {', '.join(empty)}")
+    elif not dataset.samples:
+        raise DataError(f"{dataset.root} has no {NO_IMAGES_HINT}")
+    return dataset, classes
 
 
-def _check_images(train: ImageFolderSplit, val: ImageFolderSplit, classes: list[str]) -> None:
-    """Every train class and the val split must hold at least one (readable) image file."""
-    present = set(train.targets)
-    empty = [c for i, c in enumerate(classes) if i not in present]
-    if empty:
-        raise DataError(f"{train.root} has class folders with no {NO_IMAGES_HINT}: {', '.join(empty)}")
-    if not val.samples:
-        raise DataError(f"{val.root} has no {NO_IMAGES_HINT}")
-
-
-def folder_datasets(root: Path, in_chans: int, train_transform: Callable, eval_transform: Callable,
-                    skip_bad_images: bool = False) -> tuple[ImageFolderSplit, ImageFolderSplit, list[str]]:
-    """The train and val data sets of an image-folder tree, and its class names."""
-    classes = _check_layout(root)
-    class_to_idx = {c: i for i, c in enumerate(classes)}
-    train, val = (ImageFolderSplit(root / split, class_to_idx, in_chans, transform, skip_bad_images)
-                  for split, transform in zip(SPLITS, (train_transform, eval_transform)))
-    _check_images(train, val, classes)
-    return train, val, classes
+def unlabelled_folder(root: Path, in_chans: int, transform: Callable, skip_bad_images: bool = False
+                      ) -> ImageFolderSplit:
+    """Every image below ``root`` (any depth, sorted), yielded as ``(image, 0)``: the folder itself is the one
+    "class" (the label slot keeps the loaders' (image, label) batches; unlabelled tasks ignore it)."""
+    return ImageFolderSplit(root, {".": 0}, in_chans, transform, skip_bad_images)

@@ -42,6 +42,12 @@ def epoch_order(dataset: Dataset, train: bool, seed: int, epoch: int, distribute
     return list(range(len(dataset)))
 
 
+def batches_per_epoch(num_samples: int, batch_size: int, world_size: int = 1) -> int:
+    """Full training batches each process gets from ``num_samples`` per epoch (DistributedSampler with
+    ``drop_last`` gives every process ``num_samples // world_size`` samples; the last partial batch is dropped)."""
+    return num_samples // world_size // batch_size
+
+
 def build_loader(dataset: Dataset, batch_size: int, train: bool, seed: int, epoch: int = 0, num_workers: int = 0,
                  distributed: bool = False, start_batch: int = 0, *, num_replicas: int | None = None,
                  rank: int | None = None, pin_memory: bool = False) -> DataLoader:
@@ -53,7 +59,7 @@ def build_loader(dataset: Dataset, batch_size: int, train: bool, seed: int, epoc
                           f"workers ({num_workers}) non-negative")
     worker_gen = worker_generator(seed, epoch)
     order = epoch_order(dataset, train, seed, epoch, distributed, num_replicas, rank)
-    num_batches = len(order) // batch_size if train else math.ceil(len(order) / batch_size)
+    num_batches = batches_per_epoch(len(order), batch_size) if train else math.ceil(len(order) / batch_size)
     if train and num_batches == 0:
         raise ConfigError(f"batch size {batch_size} is larger than the {len(order)} training images per process; "
                           f"lower the batch size")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..runtime import autocast
+from ..runtime import autocast, eval_mode
 from .distributed import DistInfo, all_reduce_sum
 
 
@@ -35,26 +35,26 @@ class EvalResult:
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
              precision: str = "fp32", channels_last: bool = False, dist: DistInfo = DistInfo()) -> EvalResult:
     """Run ``model`` over ``loader`` (summed over processes when distributed)."""
-    was_training = model.training
-    model.eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, count
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     k = min(5, num_classes)
-    for images, labels in loader:
-        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        labels = labels.to(device, non_blocking=True)
-        with autocast(device, precision):
-            logits = model(images)
-        logits = logits.float()
-        top = logits.topk(k, dim=1).indices
-        sums += torch.stack([F.cross_entropy(logits, labels, reduction="sum").double(),
-                             (top[:, 0] == labels).sum().double(), (top == labels[:, None]).any(1).sum().double(),
-                             torch.tensor(float(labels.numel()), device=device, dtype=torch.float64)])
-        confusion += torch.bincount(labels * num_classes + top[:, 0], minlength=num_classes ** 2).view_as(confusion)
+    with eval_mode(model):
+        for images, labels in loader:
+            images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            labels = labels.to(device, non_blocking=True)
+            with autocast(device, precision):
+                logits = model(images)
+            logits = logits.float()
+            top = logits.topk(k, dim=1).indices
+            sums += torch.stack([F.cross_entropy(logits, labels, reduction="sum").double(),
+                                 (top[:, 0] == labels).sum().double(),
+                                 (top == labels[:, None]).any(1).sum().double(),
+                                 torch.tensor(float(labels.numel()), device=device, dtype=torch.float64)])
+            confusion += torch.bincount(labels * num_classes + top[:, 0],
+                                        minlength=num_classes ** 2).view_as(confusion)
     all_reduce_sum(sums, dist)
     all_reduce_sum(confusion, dist)
-    model.train(was_training)
     count = max(1.0, sums[3].item())
     return EvalResult(100.0 * sums[1].item() / count, 100.0 * sums[2].item() / count, sums[0].item() / count,
                       int(sums[3].item()), confusion.cpu())

@@ -1,9 +1,7 @@
 """Saving and restoring everything a run needs to continue exactly where it stopped."""
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import save_checkpoint
-from ..checkpoint.io import read_checkpoint
+from ..checkpoint import read_checkpoint, save_checkpoint
 from ..errors import CheckpointError
+from ..files import atomic_write
 
 STATE_FILE = "state.pt"
 LAST_FILE = "last.safetensors"
@@ -46,17 +44,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                    ema: nn.Module | None, progress: Progress, metadata: dict[str, Any],
                    rng_states: list[dict[str, Any]]) -> None:
@@ -65,7 +52,7 @@ def save_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optim
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "ema": ema.state_dict() if ema is not None else None, "rng": rng_states,
              "progress": asdict(progress)}
-    _atomic_torch_save(state, run_dir / STATE_FILE)
+    atomic_write(run_dir / STATE_FILE, lambda tmp: torch.save(state, tmp))
     save_checkpoint(model, run_dir / LAST_FILE, metadata={**metadata, "global_step": progress.global_step})
 
 

@@ -1,4 +1,5 @@
-"""The training loop: the papers' recipe on one process or many, with runs that lose nothing."""
+"""The training loop every task shares: one process or many, mixed precision, accumulation, exact resume,
+checkpoints and logs. What is trained, on what and how it is judged comes from a ``Task`` (``task.py``)."""
 from __future__ import annotations
 
 import contextlib
@@ -11,25 +12,21 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import TrainConfig
-from ..data import (build_datasets, build_loader, build_mixing, eval_transform, soft_target_cross_entropy,
-                    train_transform)
+from ..config import RunConfig, TrainConfig
+from ..data import batches_per_epoch, build_loader
 from ..errors import ConfigError, TrainingDivergedError
-from ..models import DataConfig, create_model
+from ..models import model_data_config
+from ..optim import build_optimizer, build_scheduler
 from ..runtime import autocast, resolve_device
+from .classification import ClassificationTask
 from .distributed import DistInfo, barrier, gather_objects, init_distributed, shutdown
 from .ema import build_ema
-from .evaluate import EvalResult, evaluate
 from .logbook import Logbook
-from .optim import build_optimizer
-from .schedule import build_scheduler
-from .state import (BEST_FILE, LAST_FILE, STATE_FILE, Progress, load_run_state, rng_state, save_run_state,
-                    set_rng_state)
+from .state import LAST_FILE, STATE_FILE, Progress, load_run_state, rng_state, save_run_state, set_rng_state
+from .task import RunContext, Task
 
 
 @dataclass
@@ -54,8 +51,9 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return seed * 100_003 + epoch + rank * 1_000_003
 
 
-def prepare_run_dir(cfg: TrainConfig, dist: DistInfo) -> Path:
-    """The run folder: new (never over an existing run) or, with ``resume``, the one to continue."""
+def run_dir_for(cfg: RunConfig) -> Path:
+    """The run folder: new (never over an existing run) or, with ``resume``, the one to continue. Checked here,
+    created by ``create_run_dir`` once the model and the data are known to be good."""
     if cfg.output is None:
         if cfg.resume:
             raise ConfigError("--resume needs --output DIR naming the run to continue")
@@ -68,10 +66,13 @@ def prepare_run_dir(cfg: TrainConfig, dist: DistInfo) -> Path:
         raise ConfigError(f"{run_dir} holds no run to resume")
     if not cfg.resume and has_run:
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --output")
+    return run_dir
+
+
+def create_run_dir(run_dir: Path, dist: DistInfo) -> None:
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     barrier(dist)
-    return run_dir
 
 
 def _has_batchnorm(model: nn.Module) -> bool:
@@ -79,65 +80,33 @@ def _has_batchnorm(model: nn.Module) -> bool:
 
 
 class Trainer:
-    """Builds everything from a TrainConfig and runs the epochs."""
+    """Builds a run from its config and ``task`` (classification when none is given) and runs the epochs."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: RunConfig, task: Task | None = None) -> None:
         self.cfg = cfg
+        self.task = task if task is not None else ClassificationTask(cfg)
         self.device = resolve_device(cfg.device)
         self.dist = init_distributed(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         seed_all(cfg.seed)
         torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
-        self.run_dir = prepare_run_dir(cfg, self.dist)
+        preprocessing = model_data_config(cfg.model, **self.task.model_options())
+        self.run_dir = run_dir_for(cfg)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        self._build_data()
+        self.ctx = RunContext(self.device, self.dist, self.run_dir, cfg.precision, self.memory_format,
+                              preprocessing.replace(img_size=cfg.img_size or preprocessing.img_size))
+        self.split = self.task.build_data(self.ctx)
+        self.steps_per_epoch = self._count_steps()
         self._build_model()
         self._build_optimisation()
+        create_run_dir(self.run_dir, self.dist)
 
     # ----- construction -----
-    def _model_kwargs(self) -> dict:
-        kwargs = dict(self.cfg.model_kwargs, in_chans=self.cfg.in_chans)
-        if self.cfg.drop_path_rate:
-            kwargs["drop_path_rate"] = self.cfg.drop_path_rate
-        if self.cfg.layer_scale_init_value is not None:
-            kwargs["layer_scale_init_value"] = self.cfg.layer_scale_init_value
-        if self.cfg.head_init_scale != 1.0:
-            kwargs["head_init_scale"] = self.cfg.head_init_scale
-        return kwargs
-
-    def _data_config(self) -> DataConfig:
-        """The model's preprocessing (read from a weightless copy); sets ``img_size`` (the recipe's, else its)."""
-        with torch.device("meta"):
-            dc = create_model(self.cfg.model, **self._model_kwargs()).data_config
-        self.img_size = self.cfg.img_size or dc.input_size[1]
-        return dc
-
-    def _build_data(self) -> None:
-        cfg = self.cfg
-        dc = self._data_config()
-        self.eval_spec = dict(img_size=self.img_size, mean=list(dc.mean), std=list(dc.std),
-                              crop_pct=cfg.crop_pct or dc.crop_pct, interpolation=dc.interpolation)
-        train_tf = train_transform(self.img_size, dc.mean, dc.std, scale=cfg.scale, hflip=cfg.hflip,
-                                   randaugment_magnitude=cfg.randaugment_magnitude,
-                                   randaugment_ops=cfg.randaugment_ops, color_jitter=cfg.color_jitter,
-                                   random_erasing=cfg.random_erasing, interpolation=dc.interpolation)
-        eval_tf = eval_transform(self.img_size, dc.mean, dc.std, crop_pct=self.eval_spec["crop_pct"],
-                                 interpolation=dc.interpolation)
-        self.split = build_datasets(cfg.data, self.img_size, cfg.in_chans, cfg.skip_bad_images,
-                                    cfg.synthetic_samples, cfg.synthetic_classes, train_transform=train_tf,
-                                    eval_transform=eval_tf)
-        self.num_classes = len(self.split.class_names)
-        self.mixing = build_mixing(cfg.mixup, cfg.cutmix, self.num_classes, cfg.mix_prob, cfg.mix_switch_prob,
-                                   cfg.label_smoothing)
-        self.val_loader = build_loader(self.split.val, cfg.batch_size, train=False, seed=cfg.seed,
-                                       num_workers=cfg.workers, distributed=self.dist.enabled)
-        self.steps_per_epoch = self._count_steps()
-
     def _count_steps(self) -> int:
         """Optimizer steps per epoch; the training set must give at least ``accum_steps`` batches."""
         cfg = self.cfg
-        batches = len(self._train_loader(0))
+        batches = batches_per_epoch(len(self.split.train), cfg.batch_size, self.dist.world_size)
         if batches < cfg.accum_steps:
             raise ConfigError(f"the training set gives {batches} batches of {cfg.batch_size} per process, fewer "
                               f"than accum_steps={cfg.accum_steps}; lower batch_size")
@@ -147,16 +116,9 @@ class Trainer:
         return build_loader(self.split.train, self.cfg.batch_size, train=True, seed=self.cfg.seed, epoch=epoch,
                             num_workers=self.cfg.workers, distributed=self.dist.enabled, start_batch=start_batch)
 
-    def _create_model(self) -> nn.Module:
-        """The network to train, with the ``init`` weights loaded."""
-        model = create_model(self.cfg.model, num_classes=self.num_classes, **self._model_kwargs())
-        if self.cfg.init:
-            load_checkpoint(model, self.cfg.init)
-        return model
-
     def _build_model(self) -> None:
         cfg = self.cfg
-        model = self._create_model()
+        model = self.task.build_model()
         if cfg.grad_checkpointing:
             model.set_grad_checkpointing(True)
         model.to(self.device, memory_format=self.memory_format)
@@ -170,27 +132,25 @@ class Trainer:
                 gradient_as_bucket_view=True)
         self.ddp = net
         self.net = torch.compile(net) if cfg.compile else net
-        self.ema = build_ema(model, cfg.ema_decay) if cfg.ema_decay else None
+        self.ema = build_ema(model, self.task.ema_decay) if self.task.ema_decay else None
 
     def _build_optimisation(self) -> None:
         cfg = self.cfg
         self.lr = cfg.lr
         if cfg.lr_base_batch:
             self.lr = cfg.lr * cfg.batch_size * cfg.accum_steps * self.dist.world_size / cfg.lr_base_batch
-        self.optimizer = build_optimizer(self.model, self.lr, cfg.weight_decay, cfg.betas, cfg.eps, cfg.layer_decay)
+        self.optimizer = build_optimizer(self.model, self.lr, cfg.weight_decay, cfg.betas, cfg.eps,
+                                         self.task.layer_decay)
         total = cfg.epochs * self.steps_per_epoch
         self.scheduler = build_scheduler(self.optimizer, total, round(cfg.warmup_epochs * self.steps_per_epoch),
                                          self.lr, cfg.min_lr, cfg.sched)
 
     # ----- checkpoints -----
-    def _metadata(self) -> dict:
-        return {"class_names": self.split.class_names, "eval": self.eval_spec}
-
     def _save(self, progress: Progress) -> None:
         rngs = gather_objects(rng_state(), self.dist)
         if self.dist.is_main:
             save_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.ema, progress,
-                           self._metadata(), rngs)
+                           self.task.metadata(), rngs)
         barrier(self.dist)
 
     def _restore_rng(self, rngs: list[dict], progress: Progress) -> None:
@@ -205,11 +165,6 @@ class Trainer:
                           f"{self.dist.world_size}: it continues, but not exactly as the interrupted run would have")
 
     # ----- the loop -----
-    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if targets.ndim == 2:
-            return soft_target_cross_entropy(logits, targets)
-        return F.cross_entropy(logits, targets, label_smoothing=self.cfg.label_smoothing)
-
     def _train_epoch(self, epoch: int, progress: Progress) -> dict:
         cfg = self.cfg
         loader = self._train_loader(epoch, progress.batches_done)
@@ -224,13 +179,11 @@ class Trainer:
                 break
             images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
             labels = labels.to(self.device, non_blocking=True)
-            if self.mixing is not None:
-                images, labels = self.mixing(images, labels)
             boundary = (batch + 1) % accum == 0
             sync = contextlib.nullcontext() if boundary or not self.dist.enabled else self.ddp.no_sync()
             with sync:
                 with autocast(self.device, cfg.precision):
-                    loss = self._loss(self.net(images), labels)
+                    loss = self.task.loss(self.net, images, labels)
                 value = loss.item()  # the step's one host sync
                 if not math.isfinite(value):
                     raise TrainingDivergedError(
@@ -264,31 +217,10 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
 
-    def _end_epoch(self, epoch: int, row: dict, progress: Progress) -> None:
-        """Evaluate the model (and its EMA) into ``row`` and keep the best weights."""
-        row.update({f"val_{k}": v for k, v in self._evaluate(self.model).summary().items()})
-        top1 = row["val_top1"]
-        best_model = self.model
-        if self.ema is not None:
-            row.update({f"ema_val_{k}": v for k, v in self._evaluate(self.ema.module).summary().items()})
-            if row["ema_val_top1"] > top1:
-                top1, best_model = row["ema_val_top1"], self.ema.module
-        if top1 > progress.best_top1:
-            progress.best_top1, progress.best_epoch = top1, epoch
-            if self.dist.is_main:
-                save_checkpoint(best_model, self.run_dir / BEST_FILE, metadata={
-                    **self._metadata(), "epoch": epoch, "top1": top1,
-                    "weights": "ema" if best_model is not self.model else "model"})
-
     def _epoch_line(self, row: dict) -> str:
         """The one-line summary printed after each epoch."""
-        return (f"epoch {row['epoch'] + 1}/{self.cfg.epochs}: loss {row['train_loss']:.4f}  val top-1 "
-                f"{row['val_top1']:.2f}%" + (f"  EMA {row['ema_val_top1']:.2f}%" if self.ema else "")
-                + f"  ({row['epoch_time_s']:.1f}s)")
-
-    def _evaluate(self, model: nn.Module) -> EvalResult:
-        return evaluate(model, self.val_loader, self.num_classes, self.device, self.cfg.precision,
-                        self.cfg.channels_last, self.dist)
+        return (f"epoch {row['epoch'] + 1}/{self.cfg.epochs}: loss {row['train_loss']:.4f}{self.task.summary(row)}"
+                f"  ({row['epoch_time_s']:.1f}s)")
 
     def fit(self) -> TrainResult:
         """Train for the configured epochs (continuing a saved run when ``resume``)."""
@@ -312,7 +244,7 @@ class Trainer:
                 seed_all(_epoch_seed(cfg.seed, epoch, self.dist.rank))
             row = {"epoch": epoch, **self._train_epoch(epoch, progress)}
             progress.epoch, progress.batches_done = epoch + 1, 0
-            self._end_epoch(epoch, row, progress)
+            self.task.end_epoch(self.ctx, self.model, self.ema.module if self.ema else None, epoch, row, progress)
             self._save(progress)
             if logbook:
                 logbook.log(row)
@@ -324,7 +256,7 @@ class Trainer:
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    """Run a training job described by ``cfg`` (also under torchrun)."""
+    """Run the classification job described by ``cfg`` (also under torchrun)."""
     trainer = Trainer(cfg)
     try:
         return trainer.fit()

@@ -6,6 +6,7 @@ from .drop_path import DropPath, drop_path_rates
 from .fusion import bn_scale_shift, fold_bn, fold_output_affine
 from .grn import GlobalResponseNorm
 from .init import init_head, init_trunc_normal
+from .layer_scale import layer_scale
 from .mlp import Mlp
 from .norm import LayerNorm2d
 from .se import SqueezeExcite
@@ -13,4 +14,4 @@ from .sequence import CheckpointSequential
 
 __all__ = ["CheckpointSequential", "ClassifierHead", "DILATED_BRANCHES", "DepthwiseConv2d", "DilatedReparamBlock",
            "DropPath", "GlobalResponseNorm", "LayerNorm2d", "Mlp", "SqueezeExcite", "bn_scale_shift",
-           "drop_path_rates", "fold_bn", "fold_output_affine", "init_head", "init_trunc_normal"]
+           "drop_path_rates", "fold_bn", "fold_output_affine", "init_head", "init_trunc_normal", "layer_scale"]

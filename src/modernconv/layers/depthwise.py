@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 
 class DepthwiseConv2d(nn.Conv2d):
     """A depthwise conv with an odd kernel, dilation ``dilation`` and "same" zero padding.
@@ -17,7 +19,7 @@ class DepthwiseConv2d(nn.Conv2d):
 
     def __init__(self, channels: int, kernel_size: int, dilation: int = 1, bias: bool = True) -> None:
         if kernel_size % 2 == 0:
-            raise ValueError(f"DepthwiseConv2d needs an odd kernel size, got {kernel_size}")
+            raise ConfigError(f"DepthwiseConv2d needs an odd kernel size, got {kernel_size}")
         super().__init__(channels, channels, kernel_size, padding=dilation * (kernel_size - 1) // 2,
                          dilation=dilation, groups=channels, bias=bias)
 

@@ -9,13 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..errors import ConfigError
+
 Layer = nn.Conv2d | nn.Linear
 
 
 def bn_scale_shift(bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (scale, shift) with ``bn(x) == x * scale + shift`` in eval mode."""
     if bn.running_var is None or bn.running_mean is None:
-        raise ValueError(f"cannot fold {bn}: it keeps no running statistics")
+        raise ConfigError(f"cannot fold {bn}: it keeps no running statistics")
     scale = torch.rsqrt(bn.running_var + bn.eps)
     if bn.weight is not None:
         scale = scale * bn.weight

@@ -27,8 +27,13 @@ class Mlp(nn.Module):
         self.grn = GlobalResponseNorm(hidden_dim, use_bias=grn_bias) if use_grn else nn.Identity()
         self.fc2 = nn.Linear(hidden_dim, dim, bias=fc2_bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.grn(self.act(self.fc1(x))))
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``keep`` (broadcast to the hidden activation, 0 = a position that does not exist) zeroes those
+        positions before GRN, whose per-sample statistics then cover the existing ones only."""
+        hidden = self.act(self.fc1(x))
+        if keep is not None:
+            hidden = hidden * keep
+        return self.fc2(self.grn(hidden))
 
     def reparameterize(self) -> None:
         """Fold GRN's bias through fc2 (exact: fc2(y + beta) = fc2(y) + W2 @ beta)."""

@@ -1,36 +1,24 @@
 """The model contract every modernconv network follows (timm-compatible method names)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from ..errors import InputShapeError
-from ..layers import ClassifierHead
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """How a model expects its images: size, normalisation and evaluation crop."""
-
-    input_size: tuple[int, int, int] = (3, 224, 224)
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    crop_pct: float = 0.875
-    interpolation: str = "bicubic"
+from ..data.preprocessing import DataConfig
+from ..errors import ConfigError, InputShapeError
+from ..layers import ClassifierHead, init_head, init_trunc_normal
 
 
 class ModernConvNet(nn.Module):
     """Shared contract: stem -> body (feature stages) -> head.
 
-    Subclasses set ``stem``, ``head`` (a ClassifierHead), ``in_chans``, ``input_stride`` and
-    ``feature_info`` (timm-style dicts: num_chs, reduction, module), and implement ``feature_stages()`` and
-    ``body`` (which runs those stages for ``forward_features``).
+    Subclasses set ``stem``, ``in_chans``, ``input_stride`` and ``feature_info`` (timm-style dicts: num_chs,
+    reduction, module), call ``set_head`` last, and implement ``feature_stages()`` and ``body`` (which runs those
+    stages for ``forward_features``). With ``trunc_normal_init`` (the ConvNeXt papers' scheme) every conv and
+    linear weight is trunc-normal(0.02), biases zero and the classifier scaled by ``head_init_scale``; without
+    it the layers keep PyTorch's default initialisation (ConvMixer).
     """
 
     stem: nn.Module
@@ -40,11 +28,20 @@ class ModernConvNet(nn.Module):
     input_stride: int = 1
     data_config: DataConfig = DataConfig()
     grad_checkpointing: bool = False
+    trunc_normal_init: bool = False
+    head_init_scale: float = 1.0
 
     def __init__(self) -> None:
         super().__init__()
         self.feature_info = []
         self.model_name = type(self).__name__
+
+    def set_head(self, num_features: int, num_classes: int, drop_rate: float, use_norm: bool = True) -> None:
+        """Attach the pooled classifier head and initialise the whole network."""
+        self.head = ClassifierHead(num_features, num_classes, use_norm=use_norm, drop_rate=drop_rate)
+        if self.trunc_normal_init:
+            init_trunc_normal(self)
+        self.init_classifier(self.head.fc)
 
     # ----- structure -----
     def feature_stages(self) -> Sequence[nn.Module]:
@@ -125,7 +122,9 @@ class ModernConvNet(nn.Module):
         self.init_classifier(self.head.fc)
 
     def init_classifier(self, fc: nn.Module) -> None:
-        """Initialise a new classifier layer; families override with their paper's scheme."""
+        """Initialise a new classifier layer (the paper's scheme with ``trunc_normal_init``)."""
+        if self.trunc_normal_init:
+            init_head(fc, self.head_init_scale)
 
     # ----- training helpers -----
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -144,13 +143,13 @@ def _take_indices(num_stages: int, indices: int | Sequence[int] | None) -> list[
         return list(range(num_stages))
     if isinstance(indices, int):
         if not 0 < indices <= num_stages:
-            raise ValueError(f"indices={indices}: can take the last 1..{num_stages} stages")
+            raise ConfigError(f"indices={indices}: can take the last 1..{num_stages} stages")
         return list(range(num_stages - indices, num_stages))
     take = []
     for i in indices:
         if not -num_stages <= i < num_stages:
-            raise ValueError(f"stage index {i} out of range for {num_stages} stages")
+            raise ConfigError(f"stage index {i} out of range for {num_stages} stages")
         take.append(i % num_stages)
     if not take:
-        raise ValueError("indices must select at least one stage")
+        raise ConfigError("indices must select at least one stage")
     return take

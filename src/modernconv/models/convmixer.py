@@ -9,8 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import ClassifierHead
-from .base import DataConfig
+from ..data.preprocessing import DataConfig
 from .isotropic import IsotropicConvNet
 from .registry import register_model
 
@@ -43,7 +42,7 @@ class ConvMixer(IsotropicConvNet):
         self.stem = nn.Sequential(nn.Conv2d(in_chans, dim, patch_size, stride=patch_size), act_layer(),
                                   nn.BatchNorm2d(dim))
         self.init_blocks([ConvMixerBlock(dim, kernel_size, act_layer) for _ in range(depth)], dim, patch_size)
-        self.head = ClassifierHead(dim, num_classes, use_norm=False, drop_rate=drop_rate)
+        self.set_head(dim, num_classes, drop_rate, use_norm=False)
 
 
 _IMAGENET = DataConfig(crop_pct=0.96)

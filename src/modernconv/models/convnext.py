@@ -16,8 +16,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..layers import (CheckpointSequential, ClassifierHead, DepthwiseConv2d, DropPath, LayerNorm2d, Mlp,
-                      drop_path_rates, fold_output_affine, init_head, init_trunc_normal)
+from ..errors import ConfigError
+from ..layers import (CheckpointSequential, DepthwiseConv2d, DropPath, LayerNorm2d, Mlp, drop_path_rates,
+                      fold_output_affine, layer_scale)
 from .hierarchical import HierarchicalConvNet
 from .isotropic import IsotropicConvNet
 from .registry import register_model
@@ -34,15 +35,24 @@ class ConvNeXtBlock(nn.Module):
         self.conv_dw = DepthwiseConv2d(dim, kernel_size)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(mlp_ratio * dim), act_layer=act_layer, use_grn=use_grn, grn_bias=not deploy)
-        self.gamma = (nn.Parameter(torch.full((dim,), float(layer_scale_init_value)))
-                      if layer_scale_init_value and not deploy else None)
+        self.gamma = layer_scale(dim, layer_scale_init_value, deploy)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.mlp(self.norm(self.conv_dw(x).permute(0, 2, 3, 1)))
+        y = self.conv_dw(x).permute(0, 2, 3, 1)  # N, H, W, C
+        y = self.mix_channels(y)
+        return self.drop_path(y.permute(0, 3, 1, 2)).add_(x)  # in place: the branch output is ours alone
+
+    def mix_channels(self, y: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """The block after its depthwise conv, on channels-last (..., C): LayerNorm -> MLP -> layer scale.
+
+        FCMAE's two encoders call this seam too: the sparse one on the visible rows alone, the masked reference
+        on the dense map with ``keep`` (1 = the position exists, 0 = masked), which zeroes the masked positions
+        before GRN's statistics and in the output."""
+        y = self.mlp(self.norm(y), keep)
         if self.gamma is not None:
             y = y * self.gamma
-        return self.drop_path(y.permute(0, 3, 1, 2)).add_(x)  # in place: the branch output is ours alone
+        return y if keep is None else y * keep
 
     def reparameterize(self) -> None:
         """Deploy form: GRN bias and layer scale folded into the second Linear."""
@@ -76,9 +86,9 @@ class ConvNeXt(HierarchicalConvNet):
                  head_init_scale: float = 1.0, deploy: bool = False) -> None:
         super().__init__()
         if len(depths) != len(dims):
-            raise ValueError(f"depths {tuple(depths)} and dims {tuple(dims)} must have the same length")
+            raise ConfigError(f"depths {tuple(depths)} and dims {tuple(dims)} must have the same length")
         if kernel_size % 2 == 0 or kernel_size < 1:
-            raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+            raise ConfigError(f"kernel_size must be a positive odd number, got {kernel_size}")
         self.in_chans = in_chans
         self.head_init_scale = head_init_scale
         self.deploy = deploy
@@ -95,6 +105,8 @@ class ConvNeXt(HierarchicalConvNet):
 class ConvNeXtIsotropic(IsotropicConvNet):
     """Isotropic ConvNeXt: Conv 16x16 s16 patch stem (no norm), ``depth`` blocks at one width, pool + LN + head."""
 
+    trunc_normal_init = True
+
     def __init__(self, depth: int = 18, dim: int = 384, in_chans: int = 3, num_classes: int = 1000,
                  patch_size: int = 16, kernel_size: int = 7, mlp_ratio: float = 4.0, drop_path_rate: float = 0.0,
                  drop_rate: float = 0.0, layer_scale_init_value: float | None = None,
@@ -107,27 +119,42 @@ class ConvNeXtIsotropic(IsotropicConvNet):
         rates = drop_path_rates(drop_path_rate, [depth])[0]
         self.init_blocks([ConvNeXtBlock(dim, kernel_size, mlp_ratio, p, layer_scale_init_value, deploy=deploy)
                           for p in rates], dim, patch_size)
-        self.head = ClassifierHead(dim, num_classes, use_norm=True, drop_rate=drop_rate)
-        init_trunc_normal(self)
-        self.init_classifier(self.head.fc)
-
-    def init_classifier(self, fc: nn.Module) -> None:
-        init_head(fc, self.head_init_scale)
+        self.set_head(dim, num_classes, drop_rate)
 
 
-_V1 = dict(atto=((2, 2, 6, 2), (40, 80, 160, 320)), femto=((2, 2, 6, 2), (48, 96, 192, 384)),
-           pico=((2, 2, 6, 2), (64, 128, 256, 512)), nano=((2, 2, 8, 2), (80, 160, 320, 640)),
-           tiny=((3, 3, 9, 3), (96, 192, 384, 768)), small=((3, 3, 27, 3), (96, 192, 384, 768)),
-           base=((3, 3, 27, 3), (128, 256, 512, 1024)), large=((3, 3, 27, 3), (192, 384, 768, 1536)),
-           xlarge=((3, 3, 27, 3), (256, 512, 1024, 2048)))
-_V2 = {k: v for k, v in _V1.items() if k not in ("small", "xlarge")} | dict(
-    huge=((3, 3, 27, 3), (352, 704, 1408, 2816)))
-_ISOTROPIC = dict(small=(18, 384), base=(18, 768), large=(36, 1024))
+# name -> (depths, dims)
+CONVNEXT_V1 = {
+    "convnext_atto": ((2, 2, 6, 2), (40, 80, 160, 320)),
+    "convnext_femto": ((2, 2, 6, 2), (48, 96, 192, 384)),
+    "convnext_pico": ((2, 2, 6, 2), (64, 128, 256, 512)),
+    "convnext_nano": ((2, 2, 8, 2), (80, 160, 320, 640)),
+    "convnext_tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
+    "convnext_small": ((3, 3, 27, 3), (96, 192, 384, 768)),
+    "convnext_base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
+    "convnext_large": ((3, 3, 27, 3), (192, 384, 768, 1536)),
+    "convnext_xlarge": ((3, 3, 27, 3), (256, 512, 1024, 2048)),
+}
+CONVNEXT_V2 = {
+    "convnextv2_atto": ((2, 2, 6, 2), (40, 80, 160, 320)),
+    "convnextv2_femto": ((2, 2, 6, 2), (48, 96, 192, 384)),
+    "convnextv2_pico": ((2, 2, 6, 2), (64, 128, 256, 512)),
+    "convnextv2_nano": ((2, 2, 8, 2), (80, 160, 320, 640)),
+    "convnextv2_tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
+    "convnextv2_base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
+    "convnextv2_large": ((3, 3, 27, 3), (192, 384, 768, 1536)),
+    "convnextv2_huge": ((3, 3, 27, 3), (352, 704, 1408, 2816)),
+}
+# name -> (depth, dim)
+CONVNEXT_ISOTROPIC = {
+    "convnext_isotropic_small": (18, 384),
+    "convnext_isotropic_base": (18, 768),
+    "convnext_isotropic_large": (36, 1024),
+}
 
-for _size, (_depths, _dims) in _V1.items():
-    register_model(f"convnext_{_size}", "convnext", ConvNeXt, depths=_depths, dims=_dims)
-for _size, (_depths, _dims) in _V2.items():
-    register_model(f"convnextv2_{_size}", "convnextv2", ConvNeXt, depths=_depths, dims=_dims, use_grn=True,
+for _name, (_depths, _dims) in CONVNEXT_V1.items():
+    register_model(_name, "convnext", ConvNeXt, depths=_depths, dims=_dims)
+for _name, (_depths, _dims) in CONVNEXT_V2.items():
+    register_model(_name, "convnextv2", ConvNeXt, depths=_depths, dims=_dims, use_grn=True,
                    layer_scale_init_value=None)
-for _size, (_depth, _dim) in _ISOTROPIC.items():
-    register_model(f"convnext_isotropic_{_size}", "convnext_isotropic", ConvNeXtIsotropic, depth=_depth, dim=_dim)
+for _name, (_depth, _dim) in CONVNEXT_ISOTROPIC.items():
+    register_model(_name, "convnext_isotropic", ConvNeXtIsotropic, depth=_depth, dim=_dim)

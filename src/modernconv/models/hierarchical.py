@@ -7,7 +7,6 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..layers import ClassifierHead, init_head, init_trunc_normal
 from .base import ModernConvNet
 
 
@@ -15,7 +14,7 @@ class HierarchicalConvNet(ModernConvNet):
     """Shared structure: ``stem``, ``stages`` (stage i: optional ``downsample`` then ``blocks``), ``head``."""
 
     stages: nn.Sequential
-    head_init_scale: float = 1.0
+    trunc_normal_init = True
 
     def init_body(self, stages: Sequence[nn.Module], dims: Sequence[int], num_classes: int,
                   drop_rate: float) -> None:
@@ -23,18 +22,13 @@ class HierarchicalConvNet(ModernConvNet):
         self.stages = nn.Sequential(*stages)
         self.feature_info = [dict(num_chs=dim, reduction=4 * 2 ** i, module=f"stages.{i}")
                              for i, dim in enumerate(dims)]
-        self.head = ClassifierHead(dims[-1], num_classes, use_norm=True, drop_rate=drop_rate)
-        init_trunc_normal(self)
-        self.init_classifier(self.head.fc)
+        self.set_head(dims[-1], num_classes, drop_rate)
 
     def feature_stages(self) -> Sequence[nn.Module]:
         return list(self.stages)
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(x)
-
-    def init_classifier(self, fc: nn.Module) -> None:
-        init_head(fc, self.head_init_scale)
 
     def group_matcher(self, coarse: bool = False) -> dict[str, str | list]:
         return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else [

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from torch import nn
 
-from ..errors import ModelNotFoundError, UserError
-from .base import DataConfig
+from ..checkpoint import load_checkpoint
+from ..data.preprocessing import DataConfig
+from ..errors import ConfigError, ModelNotFoundError
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,26 @@ class ModelSpec:
     builder: Callable[..., nn.Module]
     arch: dict[str, Any] = field(default_factory=dict)
     data_config: DataConfig = DataConfig()
+
+    def options(self) -> dict[str, Any]:
+        """Every option the builder takes, with this variant's value (its own or the builder's default)."""
+        params = inspect.signature(self.builder).parameters
+        return {k: self.arch.get(k, p.default) for k, p in params.items()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+    def check_options(self, kwargs: dict[str, Any]) -> None:
+        """Refuse, in one line, options the builder does not take."""
+        accepted = self.options()
+        unknown = sorted(k for k in kwargs if k not in accepted)
+        if unknown:
+            close = {k: difflib.get_close_matches(k, list(accepted), n=1) for k in unknown}
+            hints = "".join(f" (did you mean {c[0]}?)" for c in close.values() if c)
+            raise ConfigError(f"{self.name} does not take {', '.join(map(repr, unknown))}{hints}; it takes: "
+                              f"{', '.join(sorted(accepted))}")
+
+    def data_config_for(self, in_chans: int | None = None) -> DataConfig:
+        """The variant's preprocessing for ``in_chans`` input channels (its own when None), without building it."""
+        return self.data_config.replace(in_chans=in_chans) if in_chans is not None else self.data_config
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -57,23 +79,18 @@ def create_model(name: str, pretrained: str | os.PathLike | None = None, **kwarg
     ``kwargs`` override architecture options (``num_classes``, ``in_chans``, ``drop_path_rate``, ...).
     """
     spec = get_model_spec(name)
-    try:
-        model = spec.builder(**{**spec.arch, **kwargs})
-    except TypeError as e:
-        raise UserError(f"{name}: {e}".replace("__init__() ", "")) from None
+    spec.check_options(kwargs)
+    model = spec.builder(**{**spec.arch, **kwargs})
     model.model_name = name
     model.model_kwargs = dict(kwargs)
-    model.data_config = _data_config_for(spec.data_config, model)
+    model.data_config = spec.data_config_for(kwargs.get("in_chans"))
     if pretrained is not None:
-        from ..checkpoint import load_checkpoint
         load_checkpoint(model, pretrained)
     return model
 
 
-def _data_config_for(base: DataConfig, model: nn.Module) -> DataConfig:
-    in_chans = getattr(model, "in_chans", base.input_size[0])
-    if in_chans == base.input_size[0]:
-        return base
-    mean = (sum(base.mean) / len(base.mean),) * in_chans
-    std = (sum(base.std) / len(base.std),) * in_chans
-    return DataConfig((in_chans, *base.input_size[1:]), mean, std, base.crop_pct, base.interpolation)
+def model_data_config(name: str, **kwargs: Any) -> DataConfig:
+    """The preprocessing ``create_model(name, **kwargs)`` would carry, without building the model."""
+    spec = get_model_spec(name)
+    spec.check_options(kwargs)
+    return spec.data_config_for(kwargs.get("in_chans"))

@@ -18,7 +18,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..layers import (DILATED_BRANCHES, CheckpointSequential, DepthwiseConv2d, DilatedReparamBlock, DropPath,
-                      LayerNorm2d, Mlp, SqueezeExcite, bn_scale_shift, drop_path_rates, fold_bn, fold_output_affine)
+                      LayerNorm2d, Mlp, SqueezeExcite, bn_scale_shift, drop_path_rates, fold_bn, fold_output_affine,
+                      layer_scale)
 from .hierarchical import HierarchicalConvNet
 from .registry import register_model
 
@@ -60,8 +61,7 @@ class UniRepLKNetBlock(nn.Module):
         self.se = SqueezeExcite(dim, dim // 4)
         self.mlp = Mlp(dim, int(mlp_ratio * dim), use_grn=True, fc2_bias=deploy, grn_bias=not deploy)
         self.norm_mlp = nn.Identity() if deploy else norm_layer(dim)
-        self.gamma = (nn.Parameter(torch.full((dim,), float(layer_scale_init_value)))
-                      if layer_scale_init_value and not deploy else None)
+        self.gamma = layer_scale(dim, layer_scale_init_value, deploy)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -150,11 +150,18 @@ def _check_kernel_sizes(depths: tuple[int, ...], kernel_sizes: Sequence[Sequence
     return table
 
 
-_VARIANTS = dict(a=((2, 2, 6, 2), (40, 80, 160, 320)), f=((2, 2, 6, 2), (48, 96, 192, 384)),
-                 p=((2, 2, 6, 2), (64, 128, 256, 512)), n=((2, 2, 8, 2), (80, 160, 320, 640)),
-                 t=((3, 3, 18, 3), (80, 160, 320, 640)), s=((3, 3, 27, 3), (96, 192, 384, 768)),
-                 b=((3, 3, 27, 3), (128, 256, 512, 1024)), l=((3, 3, 27, 3), (192, 384, 768, 1536)),
-                 xl=((3, 3, 27, 3), (256, 512, 1024, 2048)))
+# name -> (depths, dims)
+UNIREPLKNET = {
+    "unireplknet_a": ((2, 2, 6, 2), (40, 80, 160, 320)),
+    "unireplknet_f": ((2, 2, 6, 2), (48, 96, 192, 384)),
+    "unireplknet_p": ((2, 2, 6, 2), (64, 128, 256, 512)),
+    "unireplknet_n": ((2, 2, 8, 2), (80, 160, 320, 640)),
+    "unireplknet_t": ((3, 3, 18, 3), (80, 160, 320, 640)),
+    "unireplknet_s": ((3, 3, 27, 3), (96, 192, 384, 768)),
+    "unireplknet_b": ((3, 3, 27, 3), (128, 256, 512, 1024)),
+    "unireplknet_l": ((3, 3, 27, 3), (192, 384, 768, 1536)),
+    "unireplknet_xl": ((3, 3, 27, 3), (256, 512, 1024, 2048)),
+}
 
-for _size, (_depths, _dims) in _VARIANTS.items():
-    register_model(f"unireplknet_{_size}", "unireplknet", UniRepLKNet, depths=_depths, dims=_dims)
+for _name, (_depths, _dims) in UNIREPLKNET.items():
+    register_model(_name, "unireplknet", UniRepLKNet, depths=_depths, dims=_dims)

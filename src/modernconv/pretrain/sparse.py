@@ -27,16 +27,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..config import FCMAE_MODES
 from ..errors import ConfigError
 from ..models.convnext import ConvNeXt, ConvNeXtBlock
 from .masking import patchify, upsample_mask
 
-MODES = ("sparse", "masked")
-
 
 def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ConfigError(f"FCMAE mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode not in FCMAE_MODES:
+        raise ConfigError(f"FCMAE mode must be one of {', '.join(FCMAE_MODES)}, got {mode!r}")
     return mode
 
 
@@ -117,24 +116,14 @@ def channel_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
 
 def sparse_block(block: ConvNeXtBlock, rows: torch.Tensor, vis: Visible) -> torch.Tensor:
     """One block on the visible rows: the depthwise conv on the dense map, the rest on the rows."""
-    y = block.mlp(block.norm(gather(block.conv_dw(scatter(rows, vis)), vis)))
-    if block.gamma is not None:
-        y = y * block.gamma
-    return rows + block.drop_path(y)
+    y = gather(block.conv_dw(scatter(rows, vis)), vis)
+    return rows + block.drop_path(block.mix_channels(y))
 
 
 def masked_block(block: ConvNeXtBlock, x: torch.Tensor, vis: Visible) -> torch.Tensor:
-    """One block on a dense map, re-zeroing masked positions after each operation (GRN then sees zeros there,
-    so its per-sample statistics cover the visible positions only)."""
-    keep = vis.keep.permute(0, 2, 3, 1)
-    mlp = block.mlp
-    y = block.conv_dw(x).permute(0, 2, 3, 1) * keep
-    y = block.norm(y) * keep
-    y = mlp.act(mlp.fc1(y)) * keep
-    y = mlp.grn(y) * keep
-    y = mlp.fc2(y) * keep
-    if block.gamma is not None:
-        y = y * block.gamma
+    """One block on a dense map: the channel part zeroes the masked positions before GRN (whose per-sample
+    statistics then cover the visible positions only) and in its output."""
+    y = block.mix_channels(block.conv_dw(x).permute(0, 2, 3, 1), keep=vis.keep.permute(0, 2, 3, 1))
     return x + block.drop_path(y.permute(0, 3, 1, 2))
 
 

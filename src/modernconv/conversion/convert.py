@@ -1,17 +1,16 @@
 """Converting any supported checkpoint into our safetensors, inferring the model from tensor shapes."""
 from __future__ import annotations
 
-import inspect
 import os
 import warnings
 
 import torch
 
+from ..checkpoint import LoadReport, fit_state_dict, read_checkpoint, save_checkpoint
+from ..checkpoint.load import CLASSIFIER_PREFIX, is_encoder_only, to_our_names
 from ..errors import CheckpointError
 from ..models import create_model, get_model_spec, list_models
 from ..reparam import reparameterize
-from .io import read_checkpoint, save_checkpoint
-from .load import CLASSIFIER_PREFIX, LoadReport, fit_state_dict, is_encoder_only, to_our_names
 
 
 def _head_and_channels(source: dict[str, torch.Tensor]) -> dict[str, int]:
@@ -29,7 +28,7 @@ def _problem_count(report: LoadReport) -> int:
 
 def _forms(name: str) -> list[dict[str, bool]]:
     """The forms to try for ``name``: train, and deploy where the family has one."""
-    has_deploy = "deploy" in inspect.signature(get_model_spec(name).builder).parameters
+    has_deploy = "deploy" in get_model_spec(name).options()
     return [{}, {"deploy": True}] if has_deploy else [{}]
 
 
@@ -59,9 +58,8 @@ def fit_to_model(source: dict[str, torch.Tensor], name: str | None = None
 
 
 def _non_default(name: str, options: dict) -> dict:
-    spec = get_model_spec(name)
-    params = inspect.signature(spec.builder).parameters
-    return {k: v for k, v in options.items() if v != spec.arch.get(k, params[k].default)}
+    defaults = get_model_spec(name).options()
+    return {k: v for k, v in options.items() if v != defaults[k]}
 
 
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, model: str | None = None,

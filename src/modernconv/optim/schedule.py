@@ -3,8 +3,11 @@ UniRepLKNet), or ConvMixer's one-cycle (linear up to the peak, linear down to ze
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
+
+from ..errors import ConfigError
 
 
 def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
@@ -24,16 +27,24 @@ def one_cycle_factor(step: int, total_steps: int, peak_step: int) -> float:
     return max(0.0, (total_steps - step) / max(1, total_steps - peak_step))
 
 
-SCHEDULES = ("cosine", "onecycle")
+def _one_cycle(total_steps: int, warmup_steps: int, lr: float, min_lr: float) -> Callable[[int], float]:
+    return lambda step: one_cycle_factor(step, total_steps, max(1, warmup_steps))
+
+
+def _warmup_cosine(total_steps: int, warmup_steps: int, lr: float, min_lr: float) -> Callable[[int], float]:
+    min_ratio = min_lr / lr if lr > 0 else 0.0
+    return lambda step: warmup_cosine_factor(step, total_steps, warmup_steps, min_ratio)
+
+
+# schedule name -> (total steps, warm-up steps, lr, min lr) -> lr multiplier per step
+SCHEDULES: dict[str, Callable[[int, int, float, float], Callable[[int], float]]] = {
+    "cosine": _warmup_cosine, "onecycle": _one_cycle}
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, lr: float,
                     min_lr: float, kind: str = "cosine") -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR (its state saves and resumes with the run): ``warmup_cosine_factor`` or, for "onecycle",
-    ``one_cycle_factor`` peaking after the warm-up steps."""
-    if kind == "onecycle":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: one_cycle_factor(step, total_steps, max(1, warmup_steps)))
-    min_ratio = min_lr / lr if lr > 0 else 0.0
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_cosine_factor(step, total_steps, warmup_steps, min_ratio))
+    ``one_cycle_factor`` peaking after the warm-up steps. An unknown ``kind`` is a ConfigError."""
+    if kind not in SCHEDULES:
+        raise ConfigError(f"sched must be one of {', '.join(SCHEDULES)}, got {kind!r}")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, SCHEDULES[kind](total_steps, warmup_steps, lr, min_lr))

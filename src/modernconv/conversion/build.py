@@ -1,0 +1,56 @@
+"""Rebuilding a model from one of our checkpoint files alone (name, options, labels and preprocessing travel
+inside)."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..checkpoint import load_checkpoint, read_metadata
+from ..data.preprocessing import DataConfig
+from ..errors import CheckpointError, ConfigError
+from ..models import create_model, model_data_config
+
+
+@dataclass
+class CheckpointInfo:
+    """What a modernconv checkpoint says about itself."""
+
+    model_name: str
+    model_kwargs: dict
+    class_names: list[str] = field(default_factory=list)
+    preprocessing: DataConfig = DataConfig()
+
+
+def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
+    """Read the metadata of a checkpoint written by ``save_checkpoint`` / ``modernconv train``; the
+    preprocessing defaults to the model's own when the file records none."""
+    meta = read_metadata(path)
+    if "model" not in meta:
+        raise CheckpointError(f"{path} does not name its model; convert it first with `modernconv convert` "
+                              "or load it into a model you build with load_checkpoint")
+    try:
+        kwargs, names = json.loads(meta.get("model_kwargs", "{}")), json.loads(meta.get("class_names", "[]"))
+        if not isinstance(kwargs, dict) or not isinstance(names, list):
+            raise ValueError("model_kwargs must be a mapping and class_names a list")
+        fallback = model_data_config(meta["model"], **{k: v for k, v in kwargs.items() if k == "in_chans"})
+        preprocessing = DataConfig.from_metadata(meta, fallback)
+    except (json.JSONDecodeError, ValueError) as e:
+        raise CheckpointError(f"{path}: corrupt metadata ({e})") from None
+    return CheckpointInfo(meta["model"], kwargs, [str(n) for n in names], preprocessing)
+
+
+def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
+                          ) -> tuple[nn.Module, CheckpointInfo]:
+    """The model a checkpoint describes, with its weights loaded strictly, in eval mode."""
+    info = checkpoint_info(path)
+    kwargs = {k: v for k, v in info.model_kwargs.items() if k != "drop_path_rate"}
+    try:
+        model = create_model(info.model_name, **kwargs)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its recorded model options do not build {info.model_name} ({e})") from None
+    load_checkpoint(model, path, strict=True)
+    return model.to(device).eval(), info

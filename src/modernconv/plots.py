@@ -1,0 +1,94 @@
+"""Every figure modernconv writes, drawn on Figure objects (no pyplot): importing modernconv never switches
+matplotlib's backend, so notebooks keep their inline plots."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from matplotlib.figure import Figure
+
+from .files import atomic_write
+
+# curves of a run's metrics: (panel title, y label, ((metric key, legend label), ...))
+CURVE_PANELS = (("loss", "loss", (("train_loss", "train"), ("val_loss", "val"), ("ema_val_loss", "val (EMA)"))),
+                ("accuracy", "accuracy (%)", (("val_top1", "val top-1"), ("ema_val_top1", "val top-1 (EMA)"),
+                                              ("val_top5", "val top-5"))))
+RECONSTRUCTION_ROWS = ("original", "masked input", "reconstruction")
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Write ``fig`` as a PNG atomically."""
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+
+
+def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Loss (train and val) and accuracy (val, EMA if present) against epoch; a panel with no metric in the
+    rows (accuracy in a pre-training run) is left out."""
+    if not rows:
+        return
+    epochs = [r["epoch"] + 1 for r in rows]
+    panels = [(title, ylabel, [(k, label) for k, label in curves if k in rows[0]])
+              for title, ylabel, curves in CURVE_PANELS]
+    panels = [panel for panel in panels if panel[2]]
+    fig = Figure(figsize=(5 * len(panels), 4))
+    for ax, (title, ylabel, curves) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+        for key, label in curves:
+            ax.plot(epochs, [r[key] for r in rows], label=label)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_confusion(confusion: torch.Tensor, class_names: Sequence[str], path: str | os.PathLike) -> None:
+    """The confusion matrix as a PNG heat map (rows: true class, columns: predicted)."""
+    n = len(class_names)
+    side = max(4, 0.5 * n + 2)
+    fig = Figure(figsize=(side, side))
+    ax = fig.subplots()
+    ax.imshow(confusion.numpy(), cmap="Blues")
+    if n <= 50:
+        ax.set_xticks(range(n), class_names, rotation=90)
+        ax.set_yticks(range(n), class_names)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_collapse(curves: Sequence[Any], path: str | os.PathLike, title: str = "feature collapse") -> Path:
+    """Collapse score against normalised depth, one line per ``CollapseCurve``, as a PNG."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for curve in curves:
+        ax.plot(curve.depth, curve.score, marker="o", markersize=3, label=f"{curve.label} (mean {curve.mean:.3f})")
+    ax.set(xlabel="normalised depth", ylabel="mean (1 - cos) / 2 over channel pairs", title=title, ylim=(0, None))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_reconstructions(rows: Sequence[torch.Tensor], mean: Sequence[float], std: Sequence[float],
+                         path: str | os.PathLike, title: str = "") -> Path:
+    """FCMAE's original / masked input / reconstruction rows (each (N, C, H, W), normalised with ``mean`` /
+    ``std``) as a PNG grid, one image per column."""
+    mean_t = torch.tensor(mean, device=rows[0].device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=rows[0].device).view(1, -1, 1, 1)
+    n = rows[0].shape[0]
+    fig = Figure(figsize=(1.6 * n, 1.6 * len(rows)))
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, (label, row) in enumerate(zip(RECONSTRUCTION_ROWS, rows)):
+        pictures = (row * std_t + mean_t).clamp(0, 1)[:, :3].permute(0, 2, 3, 1).cpu().numpy()
+        for c in range(n):
+            picture = pictures[c]
+            axes[r][c].imshow(picture if picture.shape[-1] == 3 else picture[..., 0], cmap="gray", vmin=0, vmax=1)
+            axes[r][c].set_xticks([])
+            axes[r][c].set_yticks([])
+        axes[r][0].set_ylabel(label)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=80)
