@@ -17,7 +17,7 @@ from .checkpoint import load_checkpoint
 from .config import PretrainConfig, RunConfig, TrainConfig, add_config_options, check_key, load_config, overrides_from
 from .conversion import convert_checkpoint, model_from_checkpoint
 from .engine import evaluate_checkpoint, predict_images, train
-from .errors import UserError
+from .errors import RunStopped, UserError
 from .models import create_model, get_model_spec, list_models
 from .plots import plot_collapse, plot_confusion
 from .pretrain.loop import pretrain
@@ -300,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:  # raised in a loader worker it carries the worker's traceback: keep the last line
         print(f"modernconv: error: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
         return 2
+    except RunStopped as e:
+        print(f"modernconv: stopped: {e}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("modernconv: interrupted", file=sys.stderr)
         return 130

@@ -30,3 +30,15 @@ class TrainingDivergedError(UserError):
 
 class DataError(UserError, ValueError):
     """A data set is missing, laid out wrongly, or holds a file that cannot be read."""
+
+
+class StorageError(UserError):
+    """A run could not write to its folder (full disk, read-only folder); what was saved before is kept."""
+
+
+class RunStopped(Exception):
+    """A run stopped on a signal (SIGTERM, SIGINT) after saving a resumable checkpoint."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum

@@ -26,7 +26,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    _fsync_dir(path.parent)
+    sync_folder(path.parent)
     return path
 
 
@@ -49,7 +49,8 @@ def _fsync(path: str) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries (renames, new files) to disk."""
     with contextlib.suppress(OSError):  # not every filesystem lets a folder be opened or synced
         fd = os.open(folder, os.O_RDONLY)
         try:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write_text
 from ..plots import plot_curves
 
 try:
@@ -24,14 +26,23 @@ class Logbook:
         self.tensorboard = SummaryWriter(str(run_dir / "tensorboard")) if SummaryWriter else None
 
     def rows(self) -> list[dict[str, Any]]:
+        """The logged rows; a line cut short by a kill in the middle of writing it is left out."""
         if not self.jsonl.exists():
             return []
-        return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+        rows = []
+        for line in self.jsonl.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+                rows.append(row)
+        return rows
 
     def truncate(self, epochs_done: int) -> None:
-        """Drop rows past ``epochs_done`` (a resumed run re-logs the epochs it repeats)."""
+        """Keep the whole rows of the first ``epochs_done`` epochs (a resumed run re-logs those it repeats)."""
         kept = [r for r in self.rows() if r["epoch"] < epochs_done]
-        self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))
         self._write_csv(kept)
 
     def log(self, row: dict[str, Any]) -> None:
@@ -48,7 +59,8 @@ class Logbook:
 
     def _write_csv(self, rows: list[dict[str, Any]]) -> None:
         keys = list(dict.fromkeys(k for r in rows for k in r))
-        with self.csv.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(rows)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.csv, text.getvalue())

@@ -1,6 +1,7 @@
 """Saving and restoring everything a run needs to continue exactly where it stopped."""
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,9 +12,10 @@ from torch import nn
 
 from ..checkpoint import read_checkpoint, save_checkpoint
 from ..errors import CheckpointError
-from ..files import atomic_write
+from ..files import TEMP_SUFFIX, atomic_write, sync_folder
 
 STATE_FILE = "state.pt"
+PREVIOUS_STATE_FILE = "state.prev.pt"  # the state before the last save began (see save_run_state)
 LAST_FILE = "last.safetensors"
 BEST_FILE = "best.safetensors"
 
@@ -47,31 +49,74 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                    ema: nn.Module | None, progress: Progress, metadata: dict[str, Any],
                    rng_states: list[dict[str, Any]]) -> None:
-    """Write state.pt (optimizer, scheduler, EMA, every process's RNG ``rng_states`` in rank order, progress)
-    then last.safetensors, each atomically; both carry the step so a resume can tell they belong together."""
+    """Write the run's checkpoint set: state.pt (optimizer, scheduler, EMA, every process's RNG ``rng_states``
+    in rank order, progress) and last.safetensors, both carrying the step, so that a kill at any moment leaves
+    a consistent pair to resume from.
+
+    Both files are first written in full (and synced) under pending names; then the commit renames them:
+    state.pt -> state.prev.pt, pending state -> state.pt, pending weights -> last.safetensors. Whichever rename a
+    kill lands between, state.pt or state.prev.pt carries the step of last.safetensors (``load_run_state``
+    takes whichever does). A failed write (a full disk) leaves the previous set untouched."""
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "ema": ema.state_dict() if ema is not None else None, "rng": rng_states,
              "progress": asdict(progress)}
-    atomic_write(run_dir / STATE_FILE, lambda tmp: torch.save(state, tmp))
-    save_checkpoint(model, run_dir / LAST_FILE, metadata={**metadata, "global_step": progress.global_step})
+    pending_state, pending_last = run_dir / _pending(STATE_FILE), run_dir / _pending(LAST_FILE)
+    atomic_write(pending_state, lambda tmp: torch.save(state, tmp))
+    save_checkpoint(model, pending_last, metadata={**metadata, "global_step": progress.global_step})
+    if (run_dir / STATE_FILE).exists():
+        os.replace(run_dir / STATE_FILE, run_dir / PREVIOUS_STATE_FILE)
+    os.replace(pending_state, run_dir / STATE_FILE)
+    os.replace(pending_last, run_dir / LAST_FILE)
+    sync_folder(run_dir)
+
+
+def _pending(name: str) -> str:
+    """A hidden name ``remove_stale_temporaries`` clears when a killed save left it behind."""
+    return f".{name}.pending{TEMP_SUFFIX}"
+
+
+def has_saved_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a checkpoint set: last.safetensors is renamed last in every save, so without it
+    (a kill during the first save) nothing is resumable and the folder is free for a new run."""
+    return (run_dir / LAST_FILE).exists()
+
+
+def remove_orphan_states(run_dir: Path) -> None:
+    """Delete training states that no last.safetensors belongs to (left by a first save that was killed)."""
+    if not has_saved_run(run_dir):
+        for name in (STATE_FILE, PREVIOUS_STATE_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001  (corrupt or foreign: the caller tries the other state or says so)
+        return None
 
 
 def load_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                    ema: nn.Module | None) -> tuple[Progress, list[dict[str, Any]]]:
-    """Restore a run saved by ``save_run_state``: returns its progress and the RNG states it saved, one per
-    process in rank order (for the caller to restore its own)."""
-    state_path, last_path = run_dir / STATE_FILE, run_dir / LAST_FILE
-    if not state_path.is_file() or not last_path.is_file():
-        raise CheckpointError(f"{run_dir} has no checkpoint to resume from ({STATE_FILE} and {LAST_FILE})")
-    try:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or foreign file: say which and stop
-        raise CheckpointError(f"{state_path}: unreadable training state ({str(e).splitlines()[0]})") from None
+    """Restore a run saved by ``save_run_state`` from state.pt, or from state.prev.pt when a kill landed in the
+    middle of a save: returns its progress and the RNG states it saved, one per process in rank order (for the
+    caller to restore its own)."""
+    last_path = run_dir / LAST_FILE
+    if not last_path.is_file():
+        raise CheckpointError(f"{run_dir} has no checkpoint to resume from ({LAST_FILE} is missing)")
     weights, meta = read_checkpoint(last_path)
+    step = meta.get("global_step")
+    found = []
+    for name in (STATE_FILE, PREVIOUS_STATE_FILE):
+        state = _read_state(run_dir / name)
+        if state is not None and str(state["progress"]["global_step"]) == step:
+            break
+        found.append(f"{name}: {'step ' + str(state['progress']['global_step']) if state else 'missing or unreadable'}")
+    else:
+        raise CheckpointError(f"{run_dir}: no training state belongs to {LAST_FILE} (step {step}; "
+                              f"{', '.join(found)}); start the run again in a new folder")
     progress = Progress(**state["progress"])
-    if int(meta.get("global_step", -1)) != progress.global_step:
-        raise CheckpointError(f"{run_dir}: {LAST_FILE} (step {meta.get('global_step')}) and {STATE_FILE} "
-                              f"(step {progress.global_step}) do not belong together")
     model.load_state_dict(weights)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

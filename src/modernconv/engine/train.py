@@ -3,12 +3,13 @@ checkpoints and logs. What is trained, on what and how it is judged comes from a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
+import signal
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -17,15 +18,17 @@ from tqdm import tqdm
 
 from ..config import RunConfig, TrainConfig
 from ..data import batches_per_epoch, build_loader
-from ..errors import ConfigError, TrainingDivergedError
+from ..errors import ConfigError, RunStopped, StorageError, TrainingDivergedError
 from ..models import model_data_config
 from ..optim import build_optimizer, build_scheduler
 from ..runtime import autocast, resolve_device
 from .classification import ClassificationTask
-from .distributed import DistInfo, barrier, gather_objects, init_distributed, shutdown
+from .distributed import all_reduce_sum, barrier, broadcast_object, gather_objects, init_distributed, shutdown
 from .ema import build_ema
 from .logbook import Logbook
-from .state import LAST_FILE, STATE_FILE, Progress, load_run_state, rng_state, save_run_state, set_rng_state
+from .run_folder import check_run_dir, create_run_dir
+from .signals import StopRequest, stop_requests
+from .state import LAST_FILE, Progress, load_run_state, rng_state, save_run_state, set_rng_state
 from .task import RunContext, Task
 
 
@@ -51,30 +54,6 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return seed * 100_003 + epoch + rank * 1_000_003
 
 
-def run_dir_for(cfg: RunConfig) -> Path:
-    """The run folder: new (never over an existing run) or, with ``resume``, the one to continue. Checked here,
-    created by ``create_run_dir`` once the model and the data are known to be good."""
-    if cfg.output is None:
-        if cfg.resume:
-            raise ConfigError("--resume needs --output DIR naming the run to continue")
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path("runs") / f"{cfg.model}-{stamp}"
-    else:
-        run_dir = Path(cfg.output)
-    has_run = (run_dir / STATE_FILE).exists() or (run_dir / LAST_FILE).exists()
-    if cfg.resume and not has_run:
-        raise ConfigError(f"{run_dir} holds no run to resume")
-    if not cfg.resume and has_run:
-        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --output")
-    return run_dir
-
-
-def create_run_dir(run_dir: Path, dist: DistInfo) -> None:
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    barrier(dist)
-
-
 def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
@@ -92,7 +71,7 @@ class Trainer:
         seed_all(cfg.seed)
         torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
         preprocessing = model_data_config(cfg.model, **self.task.model_options())
-        self.run_dir = run_dir_for(cfg)
+        self.run_dir = check_run_dir(cfg)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.ctx = RunContext(self.device, self.dist, self.run_dir, cfg.precision, self.memory_format,
                               preprocessing.replace(img_size=cfg.img_size or preprocessing.img_size))
@@ -100,7 +79,16 @@ class Trainer:
         self.steps_per_epoch = self._count_steps()
         self._build_model()
         self._build_optimisation()
-        create_run_dir(self.run_dir, self.dist)
+        self._create_run_dir()
+
+    def _create_run_dir(self) -> None:
+        """Create and lock the run folder (rank 0), now that the model and the data are known to be good."""
+        self.lock = None
+        if self.dist.is_main:
+            self.run_dir, self.lock = create_run_dir(self.cfg, self.run_dir)
+        self.run_dir = broadcast_object(self.run_dir, self.dist)
+        self.ctx = dataclasses.replace(self.ctx, run_dir=self.run_dir)
+        barrier(self.dist)
 
     # ----- construction -----
     def _count_steps(self) -> int:
@@ -147,11 +135,38 @@ class Trainer:
 
     # ----- checkpoints -----
     def _save(self, progress: Progress) -> None:
+        """Write a resumable checkpoint; weights that are no longer finite are never written."""
+        self._check_finite(progress)
         rngs = gather_objects(rng_state(), self.dist)
         if self.dist.is_main:
-            save_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.ema, progress,
-                           self.task.metadata(), rngs)
+            with self._storage_errors():
+                save_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.ema, progress,
+                               self.task.metadata(), rngs)
         barrier(self.dist)
+
+    def _last_good(self) -> str:
+        last = self.run_dir / LAST_FILE
+        return f"The last good checkpoint is {last}" if last.exists() else "No checkpoint was saved yet"
+
+    def _check_finite(self, progress: Progress) -> None:
+        """Stop (without saving) when a weight of the model or its EMA is NaN or infinite."""
+        modules = [self.model] + ([self.ema.module] if self.ema is not None else [])
+        if torch.stack([p.detach().isfinite().all() for m in modules for p in m.parameters()]).all():
+            return
+        raise TrainingDivergedError(f"the weights became non-finite by epoch {progress.epoch + 1}, step "
+                                    f"{progress.global_step}; stopped without saving them. {self._last_good()} "
+                                    "(lower the lr or enable clip_grad)")
+
+    @contextlib.contextmanager
+    def _storage_errors(self):
+        """A failed write (full disk, read-only folder) ends the run with one line; what was saved is kept."""
+        try:
+            yield
+        except OSError as e:
+            last = self.run_dir / LAST_FILE
+            kept = (f"the last good checkpoint {last} is kept: free space or fix the folder, then continue with "
+                    f"--output {self.run_dir} --resume" if last.exists() else "nothing was saved yet: start again")
+            raise StorageError(f"could not write to {self.run_dir} ({e.strerror or e}); {kept}") from None
 
     def _restore_rng(self, rngs: list[dict], progress: Progress) -> None:
         """Continue this process's own random stream; a run saved by another number of processes gets a fresh
@@ -165,7 +180,7 @@ class Trainer:
                           f"{self.dist.world_size}: it continues, but not exactly as the interrupted run would have")
 
     # ----- the loop -----
-    def _train_epoch(self, epoch: int, progress: Progress) -> dict:
+    def _train_epoch(self, epoch: int, progress: Progress, stop: StopRequest) -> dict:
         cfg = self.cfg
         loader = self._train_loader(epoch, progress.batches_done)
         self.net.train()
@@ -187,8 +202,8 @@ class Trainer:
                 value = loss.item()  # the step's one host sync
                 if not math.isfinite(value):
                     raise TrainingDivergedError(
-                        f"loss became {value} at epoch {epoch + 1}, batch {batch + 1}; stopped. The last good "
-                        f"checkpoint is {self.run_dir / LAST_FILE} (lower the lr or enable clip_grad)")
+                        f"loss became {value} at epoch {epoch + 1}, batch {batch + 1}; stopped. {self._last_good()} "
+                        "(lower the lr or enable clip_grad)")
                 (loss / accum).backward()
             loss_sum += value * images.shape[0]
             seen += images.shape[0]
@@ -198,6 +213,7 @@ class Trainer:
                 progress.batches_done = batch + 1
                 if cfg.save_every_steps and progress.global_step % cfg.save_every_steps == 0:
                     self._save(progress)
+                self._stop_if_asked(stop, progress)
             if bar.n % max(1, cfg.log_every_steps) == 0 or boundary:
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{self.optimizer.param_groups[-1]['lr']:.2e}",
                                 img_s=f"{seen * self.dist.world_size / (time.perf_counter() - start):.1f}")
@@ -207,6 +223,17 @@ class Trainer:
         return {"train_loss": loss_sum / max(1, seen), "lr": self.optimizer.param_groups[-1]["lr"],
                 "epoch_time_s": round(elapsed, 3),
                 "train_images_per_s": round(seen * self.dist.world_size / elapsed, 2)}
+
+    def _stop_if_asked(self, stop: StopRequest, progress: Progress) -> None:
+        """After a signal (on any process): save where the run is and end it with a clear line."""
+        signum = stop.signum or 0
+        if self.dist.enabled:
+            signum = int(all_reduce_sum(torch.tensor([signum], device=self.device), self.dist).item())
+        if not signum:
+            return
+        self._save(progress)
+        raise RunStopped(signum, f"{signal.Signals(signum).name} after step {progress.global_step} (epoch "
+                                 f"{progress.epoch + 1}); saved: continue with --output {self.run_dir} --resume")
 
     def _optimizer_step(self) -> None:
         if self.cfg.clip_grad:
@@ -223,35 +250,45 @@ class Trainer:
                 f"  ({row['epoch_time_s']:.1f}s)")
 
     def fit(self) -> TrainResult:
-        """Train for the configured epochs (continuing a saved run when ``resume``)."""
+        """Train for the configured epochs (continuing a saved run when ``resume``). SIGTERM or SIGINT stop it
+        after the current step with a resumable checkpoint (``RunStopped``)."""
         cfg = self.cfg
         logbook = Logbook(self.run_dir) if self.dist.is_main else None
         if cfg.resume:
             progress, rngs = load_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.ema)
             self._restore_rng(rngs, progress)
-            if logbook:
-                logbook.truncate(progress.epoch)
         else:
             progress = Progress()
-        if self.dist.is_main:
-            cfg.save(self.run_dir / "config.yaml")
+        if logbook:
+            with self._storage_errors():
+                if cfg.resume:
+                    logbook.truncate(progress.epoch)
+                cfg.save(self.run_dir / "config.yaml")
             bad = getattr(self.split.train, "bad_images", []) + getattr(self.split.val, "bad_images", [])
             if bad:
                 tqdm.write(f"skipped {len(bad)} unreadable images (first: {bad[0]})")
         row: dict = {}
-        for epoch in range(progress.epoch, cfg.epochs):
-            if progress.batches_done == 0:  # a fresh epoch; a mid-epoch resume restored the RNG instead
-                seed_all(_epoch_seed(cfg.seed, epoch, self.dist.rank))
-            row = {"epoch": epoch, **self._train_epoch(epoch, progress)}
-            progress.epoch, progress.batches_done = epoch + 1, 0
-            self.task.end_epoch(self.ctx, self.model, self.ema.module if self.ema else None, epoch, row, progress)
-            self._save(progress)
-            if logbook:
-                logbook.log(row)
-                tqdm.write(self._epoch_line(row))
+        with stop_requests() as stop:
+            for epoch in range(progress.epoch, cfg.epochs):
+                if progress.batches_done == 0:  # a fresh epoch; a mid-epoch resume restored the RNG instead
+                    seed_all(_epoch_seed(cfg.seed, epoch, self.dist.rank))
+                row = {"epoch": epoch, **self._train_epoch(epoch, progress, stop)}
+                progress.epoch, progress.batches_done = epoch + 1, 0
+                self._check_finite(progress)
+                with self._storage_errors():
+                    self.task.end_epoch(self.ctx, self.model, self.ema.module if self.ema else None, epoch, row,
+                                        progress)
+                    if logbook:
+                        logbook.log(row)  # before the checkpoint: a resume re-runs (and re-logs) an unsaved epoch
+                self._save(progress)
+                if logbook:
+                    tqdm.write(self._epoch_line(row))
         return TrainResult(self.run_dir, progress.best_top1, progress.best_epoch, row, self.dist.is_main)
 
     def close(self) -> None:
+        """Release the run folder and leave the process group."""
+        if self.lock is not None:
+            self.lock.release()
         shutdown(self.dist)
 
 
