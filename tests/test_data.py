@@ -353,3 +353,11 @@ def test_distributed_loader_shards_like_distributed_sampler():
     assert [i for b in _batches(resumed) for i in b[1].tolist()] == shards[1][4:]
     evaluation = build_loader(data, 4, train=False, seed=9, distributed=True, num_replicas=2, rank=1)
     assert [i for b in _batches(evaluation) for i in b[1].tolist()] == list(range(1, 21, 2)) + [0]  # padded
+
+
+def test_a_symlink_loop_in_a_data_folder_is_not_followed(tmp_path):
+    _layout(tmp_path, ["train/a/x.png", "train/a/y.png", "train/b/x.png", "val/a/x.png"])
+    (tmp_path / "train" / "a" / "loop").symlink_to("..")  # a/loop/a/loop/... and a/loop/b would repeat and mislabel
+    (tmp_path / "train" / "b" / "self").symlink_to(".")
+    split = build_datasets(str(tmp_path), img_size=8)
+    assert split.train.targets == [0, 0, 1]

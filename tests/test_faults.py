@@ -208,7 +208,8 @@ def test_a_half_written_metrics_line_does_not_break_resume(tmp_path):
     train(quick(tmp_path, epochs=1))
     with (tmp_path / "run" / "metrics.jsonl").open("a") as f:
         f.write('{"epoch": 1, "train_lo')  # killed in the middle of writing a row
-    resumed = train(quick(tmp_path, epochs=2, resume=True))
+    with pytest.warns(UserWarning, match="epochs changed from 1 to 2"):
+        resumed = train(quick(tmp_path, epochs=2, resume=True))
     rows = [json.loads(r) for r in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1]
 

@@ -17,6 +17,7 @@ from .checkpoint import load_checkpoint
 from .config import PretrainConfig, RunConfig, TrainConfig, add_config_options, check_key, load_config, overrides_from
 from .conversion import convert_checkpoint, model_from_checkpoint
 from .engine import evaluate_checkpoint, predict_images, train
+from .engine.state import CONFIG_FILE
 from .errors import RunStopped, UserError
 from .models import create_model, get_model_spec, list_models
 from .plots import plot_collapse, plot_confusion
@@ -111,7 +112,7 @@ def _run_config(args: argparse.Namespace, extra: list[str], kind: type[RunConfig
     overrides = overrides_from(args, kind)
     recipe = args.config
     if recipe is None and "resume" in overrides and "output" in overrides:
-        saved = Path(overrides["output"]) / "config.yaml"
+        saved = Path(overrides["output"]) / CONFIG_FILE
         recipe = saved if saved.is_file() else None
     return load_config(recipe, overrides, kind)
 
@@ -149,26 +150,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(model, info, args.data, args.batch_size, args.workers)
     checkpoint = Path(args.checkpoint)
     confusion_png = Path(args.confusion or checkpoint.with_name(checkpoint.stem + "_confusion.png"))
-    plot_confusion(result.confusion, info.class_names or [str(i) for i in range(model.num_classes)], confusion_png)
     if args.json:
-        print(json.dumps(result.summary()))
-        return 0
-    print(f"top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%  loss {result.loss:.4f}  ({result.count} images)")
-    for name, acc in zip(info.class_names, result.per_class):
-        print(f"  {name:20s} {acc:6.2f}%")
-    print(f"confusion matrix: {confusion_png}")
+        print(json.dumps(result.summary()), flush=True)
+    else:
+        print(f"top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%  loss {result.loss:.4f}  ({result.count} images)")
+        for name, acc in zip(info.class_names, result.per_class):
+            print(f"  {name:20s} {acc:6.2f}%")
+        print(f"confusion matrix: {confusion_png}", flush=True)
+    plot_confusion(result.confusion, info.class_names or [str(i) for i in range(model.num_classes)], confusion_png)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
-    predictions = predict_images(model, info, args.images, args.topk)
+    predictions = predict_images(model, info, args.images, args.topk, args.batch_size, args.workers)
     if args.json:
         print(json.dumps(predictions))
-        return 0
-    for item in predictions:
-        print(item["image"] + ": " + ", ".join(f"{p['class']} {100 * p['probability']:.1f}%" for p in item["top"]))
-    return 0
+    else:
+        for item in predictions:
+            if "top" in item:
+                print(item["image"] + ": " + ", ".join(f"{p['class']} {100 * p['probability']:.1f}%"
+                                                       for p in item["top"]))
+    failed = [item for item in predictions if "error" in item]
+    for item in failed:
+        print(f"modernconv: error: {item['image']}: {item['error']}", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def _add_run_parser(sub: argparse._SubParsersAction, name: str, func: Callable[..., int], kind: type[RunConfig],
@@ -277,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0, help="image-decoding processes")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
@@ -299,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args, extra) if getattr(args, "takes_extra", False) else args.func(args)
     except UserError as e:  # raised in a loader worker it carries the worker's traceback: keep the last line
         print(f"modernconv: error: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file a command was told to read or write (full disk, read-only folder, ...)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"modernconv: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except RunStopped as e:
         print(f"modernconv: stopped: {e}", file=sys.stderr)

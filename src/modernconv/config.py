@@ -197,6 +197,17 @@ class PretrainConfig(FCMAEOptions, RunConfig):
 
 
 CONFIG_KINDS: tuple[type[RunConfig], ...] = (TrainConfig, PretrainConfig)
+# what a resumed run may set differently from its saved config.yaml: where and how it runs, not what it learns
+RESUME_MAY_CHANGE = frozenset({"resume", "output", "epochs", "device", "workers", "compile", "progress",
+                               "log_every_steps", "save_every_steps"})
+
+
+def resume_changes(saved: RunConfig, given: RunConfig) -> list[str]:
+    """The settings ``given`` changes from a run's ``saved`` config that a resumed run cannot change, as
+    "name (saved X, now Y)"."""
+    return [f"{f.name} (saved {getattr(saved, f.name)!r}, now {getattr(given, f.name)!r})"
+            for f in dataclasses.fields(given)
+            if f.name not in RESUME_MAY_CHANGE and getattr(saved, f.name) != getattr(given, f.name)]
 
 
 def _check_field(f: dataclasses.Field, value: Any) -> None:

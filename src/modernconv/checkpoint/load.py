@@ -118,18 +118,37 @@ def is_encoder_only(report: LoadReport) -> bool:
             and all(n.startswith((CLASSIFIER_PREFIX, HEAD_NORM_PREFIX)) for n in missing))
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:
+def check_values(fitted: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse tensors with NaN/inf values, and integer tensors where the model holds floating-point ones."""
+    integer = [k for k, v in fitted.items() if target[k].is_floating_point() and not v.is_floating_point()]
+    if integer:
+        raise CheckpointError(f"{source} holds integer tensors where the model has floating-point weights: "
+                              f"{', '.join(integer[:3])}{' ...' if len(integer) > 3 else ''}")
+    bad = [k for k, v in fitted.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{source} holds NaN or infinite values in {len(bad)} tensors "
+                              f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); it cannot be used")
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True,
+                    require_head: bool = False) -> LoadReport:
     """Load any supported checkpoint into ``model`` (ours, timm's, the authors' releases; .safetensors,
     .pth, .pt), converting names and shapes.
 
     If only the classifier differs (e.g. fine-tuning to new classes) the rest is loaded and a warning
     says so. An encoder-only file (no ``head.norm`` and no classifier, as FCMAE pre-training writes and the
     authors' FCMAE encoders are released) loads the same way: the head keeps its fresh initialisation.
-    Any other difference raises CheckpointError listing it, unless ``strict=False``.
+    With ``require_head`` (evaluation, prediction) both are refused instead. Any other difference raises
+    CheckpointError listing it, unless ``strict=False``. NaN/inf values and integer weights are always refused.
     """
     source, _ = read_checkpoint(path)
     target = model.state_dict()
     fitted, report = fit_state_dict(source, target, getattr(model, "in_chans", None))
+    check_values(fitted, target, os.fspath(path))
+    if require_head and not report.clean and _is_head_only(report):
+        kind = "an encoder without a classifier" if is_encoder_only(report) else "a classifier of other classes"
+        raise CheckpointError(f"{path} holds {kind}: it cannot classify as it is; fine-tune it first "
+                              "(modernconv train --init)")
     if not report.clean:
         if _is_head_only(report):
             for k in [k for k in fitted if k.startswith(CLASSIFIER_PREFIX)]:

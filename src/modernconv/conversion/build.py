@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..checkpoint import load_checkpoint, read_metadata
+from ..checkpoint import load_checkpoint, read_checkpoint, read_metadata
 from ..data.preprocessing import DataConfig
 from ..errors import CheckpointError, ConfigError
 from ..models import create_model, model_data_config
@@ -30,6 +30,7 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     preprocessing defaults to the model's own when the file records none."""
     meta = read_metadata(path)
     if "model" not in meta:
+        read_checkpoint(path)  # an unreadable file says so first
         raise CheckpointError(f"{path} does not name its model; convert it first with `modernconv convert` "
                               "or load it into a model you build with load_checkpoint")
     try:
@@ -45,12 +46,13 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
 
 def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
                           ) -> tuple[nn.Module, CheckpointInfo]:
-    """The model a checkpoint describes, with its weights loaded strictly, in eval mode."""
+    """The model a checkpoint describes, with its weights loaded strictly (its classifier included), in eval
+    mode."""
     info = checkpoint_info(path)
     kwargs = {k: v for k, v in info.model_kwargs.items() if k != "drop_path_rate"}
     try:
         model = create_model(info.model_name, **kwargs)
     except ConfigError as e:
         raise CheckpointError(f"{path}: its recorded model options do not build {info.model_name} ({e})") from None
-    load_checkpoint(model, path, strict=True)
+    load_checkpoint(model, path, strict=True, require_head=True)
     return model.to(device).eval(), info

@@ -7,10 +7,14 @@ import warnings
 import torch
 
 from ..checkpoint import LoadReport, fit_state_dict, read_checkpoint, save_checkpoint
-from ..checkpoint.load import CLASSIFIER_PREFIX, is_encoder_only, to_our_names
+from ..checkpoint.load import CLASSIFIER_PREFIX, check_values, is_encoder_only, to_our_names
 from ..errors import CheckpointError
 from ..models import create_model, get_model_spec, list_models
 from ..reparam import reparameterize
+
+
+# what a converted file keeps from its source: the labels and the evaluation preprocessing
+CARRIED_METADATA = ("class_names", "preprocessing", "eval")
 
 
 def _head_and_channels(source: dict[str, torch.Tensor]) -> dict[str, int]:
@@ -48,6 +52,7 @@ def fit_to_model(source: dict[str, torch.Tensor], name: str | None = None
                 target = create_model(candidate, **options).state_dict()
             fitted, report = fit_state_dict(source, target, options["in_chans"])
             if report.clean or is_encoder_only(report):
+                check_values(fitted, target, "the checkpoint")
                 return candidate, options, fitted, report
             if closest is None or _problem_count(report) < _problem_count(closest[1]):
                 closest = (candidate, report)
@@ -69,7 +74,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, model: st
     source, metadata = read_checkpoint(src)
     name, options, fitted, report = fit_to_model(source, model or metadata.get("model"))
     options = _non_default(name, options)
-    extra = {"source_format": report.source_format}
+    extra = {"source_format": report.source_format, **{k: metadata[k] for k in CARRIED_METADATA if k in metadata}}
     if is_encoder_only(report):
         if deploy:
             raise CheckpointError(f"{src} is an encoder without a head: fine-tune it before deploying")

@@ -38,6 +38,28 @@ class ImageFolderSplit(ImageFolder):
         """Every split uses the train split's classes (a val split may lack some)."""
         return list(self.fixed_class_to_idx), self.fixed_class_to_idx
 
+    @staticmethod
+    def make_dataset(directory: str, class_to_idx: dict[str, int], extensions: tuple[str, ...] | None = None,
+                     is_valid_file: Callable | None = None, allow_empty: bool = False) -> list[tuple[str, int]]:
+        """(path, class index) of every image below each class folder, in torchvision's order. Symlinked folders
+        are followed, but never one that leads back to a folder above (a loop such as ``a/loop -> ..``) nor a
+        real folder twice: a link loop neither hangs nor repeats or mislabels images."""
+        samples = []
+        for name, index in sorted(class_to_idx.items(), key=lambda item: item[1]):
+            root = os.path.realpath(os.path.join(directory, name))
+            seen, found = {root}, []
+            for folder, subfolders, files in os.walk(os.path.join(directory, name), followlinks=True):
+                keep = []
+                for sub in subfolders:
+                    real = os.path.realpath(os.path.join(folder, sub))
+                    if real not in seen and not root.startswith(real + os.sep):
+                        seen.add(real)
+                        keep.append(sub)
+                subfolders[:] = keep
+                found.append((folder, [f for f in files if f.lower().endswith(IMG_EXTENSIONS)]))
+            samples += [(os.path.join(folder, f), index) for folder, files in sorted(found) for f in sorted(files)]
+        return samples
+
     def _drop_unreadable(self) -> None:
         """Decode every image (in threads; PIL releases the GIL) and keep only the readable ones."""
         with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:

@@ -1,12 +1,16 @@
 """Evaluating and applying a trained checkpoint (what `modernconv eval` and `predict` do)."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from ..conversion import CheckpointInfo
 from ..data import build_loader, build_split, read_image
-from ..errors import UserError
+from ..errors import DataError, UserError
 from .evaluate import EvalResult, evaluate
 
 
@@ -26,19 +30,54 @@ def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str, batch
     return evaluate(model, loader, len(classes), device)
 
 
+class ImageFiles(Dataset):
+    """Image files for prediction: item i is (i, the transformed image) or (i, why it could not be read).
+    Anything but a regular file (a folder, a FIFO, a device) is refused without opening it."""
+
+    def __init__(self, paths: list[str], in_chans: int, transform: Callable) -> None:
+        self.paths, self.in_chans, self.transform = paths, in_chans, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
+        path = self.paths[index]
+        if not Path(path).is_file():
+            return index, "not a readable image file" if Path(path).exists() else "no such file"
+        try:
+            return index, self.transform(read_image(path, self.in_chans))
+        except DataError as e:
+            return index, str(e)
+
+
+def _collate(items: list[tuple[int, torch.Tensor | str]]) -> tuple[list[int], torch.Tensor | None, list]:
+    """(indices of the readable images, their batch, [(index, error), ...] of the others)."""
+    good = [(i, x) for i, x in items if isinstance(x, torch.Tensor)]
+    bad = [(i, x) for i, x in items if not isinstance(x, torch.Tensor)]
+    return [i for i, _ in good], torch.stack([x for _, x in good]) if good else None, bad
+
+
 @torch.no_grad()
-def predict_images(model: nn.Module, info: CheckpointInfo, paths: list[str], topk: int = 5) -> list[dict]:
-    """Top-k (class name, probability) for each image file."""
-    if topk < 1:
-        raise UserError(f"--topk must be at least 1, got {topk}")
-    tf = info.preprocessing.eval_transform()
-    device = next(model.parameters()).device
+def predict_images(model: nn.Module, info: CheckpointInfo, paths: list[str], topk: int = 5, batch_size: int = 64,
+                   workers: int = 0) -> list[dict]:
+    """For each image file, in order: {"image", "top": [{"class", "probability"}, ...]} with the top-k classes,
+    or {"image", "error"} for a file that could not be read (the others are still classified). Images go
+    through the model in batches, decoded on ``workers`` loader processes."""
+    if topk < 1 or batch_size < 1:
+        raise UserError(f"--topk ({topk}) and --batch-size ({batch_size}) must be at least 1")
     names = info.class_names or [str(i) for i in range(model.num_classes)]
-    out = []
-    for path in paths:
-        x = tf(read_image(path, model.in_chans)).unsqueeze(0).to(device)
-        probs = model(x).float().softmax(-1)[0]
-        top = probs.topk(min(topk, probs.numel()))
-        out.append({"image": str(path), "top": [{"class": names[i], "probability": round(p, 6)}
-                                                for p, i in zip(top.values.tolist(), top.indices.tolist())]})
+    files = ImageFiles([str(p) for p in paths], model.in_chans, info.preprocessing.eval_transform())
+    loader = DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    device = next(model.parameters()).device
+    out: list[dict] = [{} for _ in paths]
+    for indices, images, bad in loader:
+        for i, error in bad:
+            out[i] = {"image": files.paths[i], "error": error}
+        if images is None:
+            continue
+        probs = model(images.to(device)).float().softmax(-1)
+        top = probs.topk(min(topk, probs.shape[-1]))
+        for i, values, classes in zip(indices, top.values.tolist(), top.indices.tolist()):
+            out[i] = {"image": files.paths[i], "top": [{"class": names[c], "probability": round(v, 6)}
+                                                       for v, c in zip(values, classes)]}
     return out

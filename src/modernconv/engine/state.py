@@ -14,6 +14,7 @@ from ..checkpoint import read_checkpoint, save_checkpoint
 from ..errors import CheckpointError
 from ..files import TEMP_SUFFIX, atomic_write, sync_folder
 
+CONFIG_FILE = "config.yaml"
 STATE_FILE = "state.pt"
 PREVIOUS_STATE_FILE = "state.prev.pt"  # the state before the last save began (see save_run_state)
 LAST_FILE = "last.safetensors"
@@ -117,7 +118,12 @@ def load_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optim
         raise CheckpointError(f"{run_dir}: no training state belongs to {LAST_FILE} (step {step}; "
                               f"{', '.join(found)}); start the run again in a new folder")
     progress = Progress(**state["progress"])
-    model.load_state_dict(weights)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        mismatch = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+        raise CheckpointError(f"{last_path} does not fit this run's model ({mismatch}); did the model or the data's "
+                              "classes change? Start a new run instead") from None
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if ema is not None and state["ema"] is not None:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..config import RunConfig, TrainConfig
+from ..config import RunConfig, TrainConfig, load_config, resume_changes
 from ..data import batches_per_epoch, build_loader
 from ..errors import ConfigError, RunStopped, StorageError, TrainingDivergedError
 from ..models import model_data_config
@@ -28,7 +28,7 @@ from .ema import build_ema
 from .logbook import Logbook
 from .run_folder import check_run_dir, create_run_dir
 from .signals import StopRequest, stop_requests
-from .state import LAST_FILE, Progress, load_run_state, rng_state, save_run_state, set_rng_state
+from .state import CONFIG_FILE, LAST_FILE, Progress, load_run_state, rng_state, save_run_state, set_rng_state
 from .task import RunContext, Task
 
 
@@ -54,6 +54,33 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return seed * 100_003 + epoch + rank * 1_000_003
 
 
+def check_resumed_config(cfg: RunConfig, saved_path: Path) -> None:
+    """A resumed run continues with its saved settings: refuse any change but where and how long it runs (a
+    longer or shorter run recomputes the lr schedule for the new length, which is said)."""
+    if not saved_path.is_file():
+        return
+    saved = load_config(saved_path, kind=type(cfg))
+    changed = resume_changes(saved, cfg)
+    if changed:
+        raise ConfigError(f"--resume continues {saved_path.parent} with its saved settings, but these differ: "
+                          f"{'; '.join(changed)}; start a new run (another --output) to change them")
+    if saved.epochs != cfg.epochs:
+        warnings.warn(f"epochs changed from {saved.epochs} to {cfg.epochs}: the lr schedule is recomputed for "
+                      f"{cfg.epochs} epochs from where the run stopped")
+
+
+@contextlib.contextmanager
+def _batchnorm_needs_more_values():
+    """BatchNorm's "more than 1 value per channel" (a batch of one on a 1x1 map) as one line saying what to do."""
+    try:
+        yield
+    except ValueError as e:
+        if "more than 1 value per channel" not in str(e):
+            raise
+        raise ConfigError("BatchNorm needs more than one value per channel in training: use a batch size above 1 "
+                          "(or larger images)") from None
+
+
 def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
@@ -72,6 +99,8 @@ class Trainer:
         torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
         preprocessing = model_data_config(cfg.model, **self.task.model_options())
         self.run_dir = check_run_dir(cfg)
+        if cfg.resume:
+            check_resumed_config(cfg, self.run_dir / CONFIG_FILE)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.ctx = RunContext(self.device, self.dist, self.run_dir, cfg.precision, self.memory_format,
                               preprocessing.replace(img_size=cfg.img_size or preprocessing.img_size))
@@ -197,7 +226,7 @@ class Trainer:
             boundary = (batch + 1) % accum == 0
             sync = contextlib.nullcontext() if boundary or not self.dist.enabled else self.ddp.no_sync()
             with sync:
-                with autocast(self.device, cfg.precision):
+                with autocast(self.device, cfg.precision), _batchnorm_needs_more_values():
                     loss = self.task.loss(self.net, images, labels)
                 value = loss.item()  # the step's one host sync
                 if not math.isfinite(value):
@@ -263,7 +292,7 @@ class Trainer:
             with self._storage_errors():
                 if cfg.resume:
                     logbook.truncate(progress.epoch)
-                cfg.save(self.run_dir / "config.yaml")
+                cfg.save(self.run_dir / CONFIG_FILE)
             bad = getattr(self.split.train, "bad_images", []) + getattr(self.split.val, "bad_images", [])
             if bad:
                 tqdm.write(f"skipped {len(bad)} unreadable images (first: {bad[0]})")
