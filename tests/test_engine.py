@@ -155,7 +155,7 @@ def test_schedule_and_precision_names_are_checked_everywhere():
         build_scheduler(optimizer, 10, 1, 1.0, 0.0, "linear")
     with pytest.raises(ConfigError, match="sched must be one of cosine, onecycle, got 'linear'"):
         load_config(None, {"sched": "linear"})
-    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, got 'fp8'"):
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, fp16, got 'fp8'"):
         load_config(None, {"precision": "fp8"})
 
 

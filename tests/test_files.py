@@ -65,3 +65,15 @@ def test_a_models_preprocessing_comes_without_building_it():
     assert model_data_config("convmixer_256_8").input_size == (3, 32, 32)
     with pytest.raises(ConfigError, match="does not take 'kernel'"):
         model_data_config("convnext_atto", kernel=3)
+
+
+def test_written_files_get_the_usual_mode_not_a_private_one(tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        modernconv.save_checkpoint({"w": torch.zeros(2)}, tmp_path / "w.safetensors")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644

@@ -129,8 +129,16 @@ def test_cli_train_eval_predict_on_an_image_folder(tmp_path, capsys):
     assert "best val top-1" in capsys.readouterr().out
     assert main(["eval", "--checkpoint", str(run / "best.safetensors"), "--data", str(data), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert set(metrics) == {"top1", "top5", "loss"} and metrics["top1"] > 50
-    assert (run / "best_confusion.png").exists()
+    assert set(metrics) == {"top1", "top2", "loss", "count", "per_class"} and metrics["top1"] > 50
+    assert metrics["count"] == 24 and set(metrics["per_class"]) == {"blue", "red"}
+    assert not list(run.glob("*confusion*"))  # a confusion PNG only when asked for
+    confusion = tmp_path / "confusion.png"
+    assert main(["eval", "--checkpoint", str(run / "best.safetensors"), "--data", str(data / "val"),
+                 "--confusion", str(confusion)]) == 0  # a folder of class folders is its own split
+    assert confusion.exists() and "top-2" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(run / "best.safetensors"), "--data", str(data),
+                 "--confusion", str(confusion)]) == 2  # never overwritten silently
+    assert "pass --force" in capsys.readouterr().err
     assert main(["predict", "--checkpoint", str(run / "best.safetensors"), str(data / "val" / "red" / "1.png"),
                  "--topk", "2", "--json"]) == 0
     pred = json.loads(capsys.readouterr().out)

@@ -1,8 +1,24 @@
-"""The `modernconv` command line: parse arguments, build a config, call the library."""
+"""modernconv: modern ConvNets (ConvNeXt V1/V2, UniRepLKNet, ConvMixer) built exactly, trained, pre-trained with
+FCMAE, converted, re-parameterised and measured.
+
+examples:
+  modernconv models 'convnextv2_*'                     list models
+  modernconv info convnext_tiny --json                 parameters and GMACs
+  modernconv train                                     train a ConvNeXt on the built-in digits (about a minute)
+  modernconv train -c configs/convnext_imagenet.yaml --data /data/imagenet
+  modernconv train --output runs/exp1 --resume         continue an interrupted run
+  modernconv eval --checkpoint runs/exp1/best.safetensors --data /data/pets
+  modernconv predict --checkpoint runs/exp1/best.safetensors cat.jpg dog.png
+  modernconv pretrain -c configs/fcmae_digits.yaml     FCMAE pre-training
+  modernconv convert weights.pth weights.safetensors --reparameterize
+
+`modernconv COMMAND --help` explains each command and lists its options with their defaults.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from importlib.metadata import version
@@ -16,14 +32,16 @@ from .analysis.collapse import checkpoint_curves, write_collapse_csv
 from .checkpoint import load_checkpoint
 from .config import PretrainConfig, RunConfig, TrainConfig, add_config_options, check_key, load_config, overrides_from
 from .conversion import convert_checkpoint, model_from_checkpoint
+from .data.datasets import HELD_OUT
 from .engine import evaluate_checkpoint, predict_images, train
+from .engine.inference import class_names, expand_inputs, write_predictions
 from .engine.state import CONFIG_FILE
 from .errors import RunStopped, UserError
 from .models import create_model, get_model_spec, list_models
 from .plots import plot_collapse, plot_confusion
 from .pretrain.loop import pretrain
 from .reparam import reparameterize
-from .runtime import resolve_device
+from .runtime import PRECISIONS, resolve_device
 
 
 def _input_size(values: list[str]) -> tuple[int, int, int]:
@@ -98,6 +116,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    _free_path(args.dst, args.force)
+    if Path(args.dst).suffix != ".safetensors":
+        warnings.warn(f"{args.dst} is written as safetensors; name it *.safetensors so other tools recognise it")
     name, report = convert_checkpoint(args.src, args.dst, model=args.model, deploy=args.reparameterize)
     form = " deploy form" if args.reparameterize else ""
     print(f"wrote {args.dst}: {name}{form} (from {report.source_format} layout)")
@@ -145,25 +166,38 @@ def cmd_collapse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _free_path(path: str, force: bool) -> Path:
+    """``path`` for a file about to be written: an existing file is only replaced with ``--force``."""
+    if Path(path).exists() and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it")
+    return Path(path)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    confusion_png = _free_path(args.confusion, args.force) if args.confusion else None
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
-    result = evaluate_checkpoint(model, info, args.data, args.batch_size, args.workers)
-    checkpoint = Path(args.checkpoint)
-    confusion_png = Path(args.confusion or checkpoint.with_name(checkpoint.stem + "_confusion.png"))
+    result = evaluate_checkpoint(model, info, args.data, args.batch_size, args.workers, args.split)
+    names = class_names(info, model.num_classes)
     if args.json:
-        print(json.dumps(result.summary()), flush=True)
+        print(json.dumps(result.report(names)), flush=True)
     else:
-        print(f"top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%  loss {result.loss:.4f}  ({result.count} images)")
-        for name, acc in zip(info.class_names, result.per_class):
+        print(f"top-1 {result.top1:.2f}%  top-{result.k} {result.top5:.2f}%  loss {result.loss:.4f}  "
+              f"({result.count} images)")
+        for name, acc in zip(names, result.per_class):
             print(f"  {name:20s} {acc:6.2f}%")
-        print(f"confusion matrix: {confusion_png}", flush=True)
-    plot_confusion(result.confusion, info.class_names or [str(i) for i in range(model.num_classes)], confusion_png)
+        if confusion_png:
+            print(f"confusion matrix: {confusion_png}", flush=True)
+    if confusion_png:
+        plot_confusion(result.confusion, names, confusion_png)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    output = _free_path(args.output, args.force) if args.output else None
+    if output and output.suffix not in (".csv", ".json"):
+        raise UserError(f"--output {output}: name a .csv or .json file")
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
-    predictions = predict_images(model, info, args.images, args.topk, args.batch_size, args.workers)
+    predictions = predict_images(model, info, expand_inputs(args.images), args.topk, args.batch_size, args.workers)
     if args.json:
         print(json.dumps(predictions))
     else:
@@ -171,6 +205,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if "top" in item:
                 print(item["image"] + ": " + ", ".join(f"{p['class']} {100 * p['probability']:.1f}%"
                                                        for p in item["top"]))
+    if output:
+        write_predictions(predictions, output)
     failed = [item for item in predictions if "error" in item]
     for item in failed:
         print(f"modernconv: error: {item['image']}: {item['error']}", file=sys.stderr)
@@ -187,8 +223,10 @@ def _add_run_parser(sub: argparse._SubParsersAction, name: str, func: Callable[.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modernconv", description=__doc__)
+    parser = argparse.ArgumentParser(prog="modernconv", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"modernconv {version('modernconv')}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("models", help="list model names", description="List registered models (fnmatch PATTERN).")
@@ -214,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--input-size", nargs=3, metavar=("C", "H", "W"))
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16 runs under autocast")
+    p.add_argument("--dtype", choices=list(PRECISIONS), default="fp32", help="bf16 and fp16 run under autocast")
     p.add_argument("--mode", choices=["infer", "train"], default="infer",
                    help="infer: eval forward; train: forward + backward + AdamW step")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
@@ -233,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="target model name (default: inferred)")
     p.add_argument("--reparameterize", action="store_true",
                    help="write the deploy form (branches, BatchNorms, layer scale folded; same outputs)")
+    p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     p.set_defaults(func=cmd_convert)
 
     _add_run_parser(sub, "train", cmd_train, TrainConfig, "train or fine-tune a model (the papers' recipes)",
@@ -266,27 +305,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_collapse)
 
     p = sub.add_parser("eval", help="accuracy of a checkpoint on a data set",
-                       description="Top-1, top-5, loss, per-class accuracy and a confusion-matrix PNG of a "
-                                   "checkpoint written by `modernconv train` on the held-out split of DATA.")
+                       description="Top-1, top-5, loss and per-class accuracy of a checkpoint written by "
+                                   "`modernconv train` on a held-out split of DATA (read alone; labelled with the "
+                                   "checkpoint's classes).")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", default="digits", help="digits, synthetic, or a folder with val/ (default digits)")
+    p.add_argument("--data", default="digits",
+                   help="digits, synthetic, or a folder with SPLIT/<class>/ folders or class folders itself "
+                        "(default digits)")
+    p.add_argument("--split", default="val", choices=HELD_OUT, help="the held-out split to read (default val)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device")
-    p.add_argument("--confusion", help="where to write the confusion-matrix PNG (default: beside the checkpoint)")
-    p.add_argument("--json", action="store_true", help='print {"top1": .., "top5": .., "loss": ..} (percent)')
+    p.add_argument("--confusion", metavar="PNG", help="also write the confusion matrix to this PNG")
+    p.add_argument("--force", action="store_true", help="overwrite the --confusion file if it exists")
+    p.add_argument("--json", action="store_true",
+                   help='print {"top1", "topK", "loss", "count", "per_class"} (percent)')
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-k classes of images",
-                       description="Classify IMAGE files with a checkpoint written by `modernconv train`; "
-                                   "class names travel inside the checkpoint.")
+                       description="Classify images with a checkpoint written by `modernconv train` (or any with "
+                                   "its model named; 1000-class checkpoints without names get ImageNet's). "
+                                   "INPUT: files, folders (every image below) and glob patterns.")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="INPUT")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0, help="image-decoding processes")
     p.add_argument("--device")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--output", metavar="FILE", help="also write the results to a .csv or .json file")
+    p.add_argument("--force", action="store_true", help="overwrite the --output file if it exists")
     p.set_defaults(func=cmd_predict)
     return parser
 
@@ -296,7 +344,8 @@ def _show_note(message: Warning | str, *_args: object, **_kwargs: object) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; user mistakes print one line and return 2."""
+    """Entry point: user mistakes print one line and return 2; anything unexpected one line and 1 (the
+    traceback with --debug); a closed output pipe ends quietly."""
     args, extra = build_parser().parse_known_args(argv)
     if extra and not getattr(args, "takes_extra", False):
         build_parser().parse_args(argv)  # reports the unknown arguments and exits 2
@@ -308,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:  # raised in a loader worker it carries the worker's traceback: keep the last line
         print(f"modernconv: error: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `modernconv models | head`: the reader has gone; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as e:  # a file a command was told to read or write (full disk, read-only folder, ...)
         where = f"{e.filename}: " if e.filename else ""
         print(f"modernconv: error: {where}{e.strerror or e}", file=sys.stderr)
@@ -318,6 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("modernconv: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001  (a bug: one line, the traceback on request)
+        if args.debug:
+            raise
+        message = (str(e).strip().splitlines() or [""])[0]
+        print(f"modernconv: error: unexpected {type(e).__name__}: {message} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -94,7 +94,8 @@ class RunConfig:
     eps: float = option(1e-8, "AdamW epsilon", check=">0")
     clip_grad: float | None = option(None, "clip the gradient norm to this (none = no clipping)", check=">0")
     # execution
-    precision: str = option("fp32", "fp32, or bf16 autocast", choices=PRECISIONS)
+    precision: str = option("fp32", "fp32, bf16 autocast, or fp16 autocast with a gradient scaler",
+                            choices=PRECISIONS)
     channels_last: bool = option(False, "channels-last memory format")
     grad_checkpointing: bool = option(False, "recompute activations block by block in backward (less memory)")
     compile: bool = option(False, "torch.compile the network")
@@ -105,8 +106,9 @@ class RunConfig:
     output: str | None = option(None, "run folder (none = a new folder under runs/)")
     resume: bool = option(False, "continue the run in --output")
     save_every_steps: int = option(0, "also checkpoint every N optimizer steps (0 = at epoch ends only)", check=">=0")
-    log_every_steps: int = option(10, "refresh the progress line every N steps", check=">=1")
-    progress: bool = option(True, "show a progress bar")
+    log_every_steps: int = option(10, "log loss, lr, images/s (and grad norm) every N optimizer steps",
+                                  check=">=1")
+    progress: bool = option(True, "progress: a bar on a terminal, else a plain line every log_every_steps steps")
 
     def validate(self) -> "RunConfig":
         """Raise ConfigError with a clear message for impossible values or combinations."""
@@ -296,14 +298,27 @@ def coerce(name: str, value: Any, kind: type[RunConfig] = TrainConfig) -> Any:
         raise ConfigError(f"{name}: cannot use {value!r} as {getattr(hint, '__name__', hint)}") from None
 
 
+# timm's train.py names that mean one of our options exactly (accepted on the command line and in recipes)
+TIMM_ALIASES = {"learning_rate": "lr", "drop_path": "drop_path_rate", "smoothing": "label_smoothing",
+                "reprob": "random_erasing", "opt_eps": "eps", "opt_betas": "betas", "model_ema_decay": "ema_decay",
+                "mixup_prob": "mix_prob", "mixup_switch_prob": "mix_switch_prob", "initial_checkpoint": "init"}
+# timm's names whose meaning needs another spelling here
+TIMM_HINTS = {"amp": "--precision bf16 (or fp16)", "amp_dtype": "--precision bf16 or --precision fp16",
+              "model_ema": "--ema-decay 0.9999", "aa": "--randaugment-magnitude 9 (timm's rand-m9-mstd0.5-inc1)",
+              "opt": "nothing: the optimizer is always AdamW", "num_classes": "nothing: the data sets the classes"}
+
+
 def check_key(key: Any, kind: type[RunConfig] = TrainConfig) -> str:
-    """The field name for option ``key`` ("--lr", "warmup-epochs", ...), or a ConfigError that suggests close
-    names or says which task the option belongs to."""
+    """The field name for option ``key`` ("--lr", "warmup-epochs", timm's "--smoothing", ...), or a ConfigError
+    that suggests close names, says what a timm flag is called here, or which task the option belongs to."""
     if not isinstance(key, str):
         raise ConfigError(f"option names must be text, got {key!r}")
     name = key.lstrip("-").replace("-", "_")
+    name = TIMM_ALIASES.get(name, name)
     if name in _fields(kind):
         return name
+    if name in TIMM_HINTS:
+        raise ConfigError(f"unknown option {name!r}; timm's --{name.replace('_', '-')} is {TIMM_HINTS[name]} here")
     if any(name in _fields(other) for other in CONFIG_KINDS):
         raise ConfigError(f"{name} does not apply to {kind.TASK}; remove it from the recipe")
     close = difflib.get_close_matches(name, list(_fields(kind)), n=3)
@@ -368,8 +383,9 @@ def add_config_options(parser: argparse.ArgumentParser, kind: type[RunConfig]) -
             extra = dict(nargs="?", const="true")
         elif typing.get_origin(plain) is tuple:
             extra = dict(nargs="+")
-        group.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=type_name.split()[0].upper(),
-                           help=f"{text} [default: {default}]", **extra)
+        aliases = [f"--{alias.replace('_', '-')}" for alias, target in TIMM_ALIASES.items() if target == name]
+        group.add_argument(flag, *aliases, dest=name, default=argparse.SUPPRESS,
+                           metavar=type_name.split()[0].upper(), help=f"{text} [default: {default}]", **extra)
 
 
 def overrides_from(namespace: argparse.Namespace, kind: type[RunConfig]) -> dict[str, Any]:

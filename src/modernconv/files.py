@@ -21,6 +21,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the file gets the mode open() would give
         _fsync(tmp)
         os.replace(tmp, path)
     finally:
@@ -42,6 +43,12 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     return stale
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync(path: str) -> None:

@@ -8,11 +8,13 @@ from typing import Any, Sequence
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .files import atomic_write
 
 # curves of a run's metrics: (panel title, y label, ((metric key, legend label), ...))
-CURVE_PANELS = (("loss", "loss", (("train_loss", "train"), ("val_loss", "val"), ("ema_val_loss", "val (EMA)"))),
+CURVE_PANELS = (("loss", "loss", (("train_loss", "train (with label smoothing / mixing)"), ("val_loss", "val (plain)"),
+                                   ("ema_val_loss", "val, EMA weights (plain)"))),
                 ("accuracy", "accuracy (%)", (("val_top1", "val top-1"), ("ema_val_top1", "val top-1 (EMA)"),
                                               ("val_top5", "val top-5"))))
 RECONSTRUCTION_ROWS = ("original", "masked input", "reconstruction")
@@ -20,7 +22,7 @@ RECONSTRUCTION_ROWS = ("original", "masked input", "reconstruction")
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Write ``fig`` as a PNG atomically."""
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight"))
 
 
 def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
@@ -35,8 +37,9 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None
     fig = Figure(figsize=(5 * len(panels), 4))
     for ax, (title, ylabel, curves) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
         for key, label in curves:
-            ax.plot(epochs, [r[key] for r in rows], label=label)
+            ax.plot(epochs, [r[key] for r in rows], marker="o", markersize=3, label=label)
         ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -44,16 +47,22 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None
 
 
 def plot_confusion(confusion: torch.Tensor, class_names: Sequence[str], path: str | os.PathLike) -> None:
-    """The confusion matrix as a PNG heat map (rows: true class, columns: predicted)."""
+    """The confusion matrix as a PNG: counts, and each true class's row normalised to fractions, with colour
+    bars (rows: true class, columns: predicted; values written in the cells up to 30 classes)."""
+    from sklearn.metrics import ConfusionMatrixDisplay  # here: it takes seconds to import, and only eval plots it
+
     n = len(class_names)
-    side = max(4, 0.5 * n + 2)
-    fig = Figure(figsize=(side, side))
-    ax = fig.subplots()
-    ax.imshow(confusion.numpy(), cmap="Blues")
-    if n <= 50:
-        ax.set_xticks(range(n), class_names, rotation=90)
-        ax.set_yticks(range(n), class_names)
-    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
+    counts = confusion.numpy()
+    rows = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
+    side = max(4.0, 0.45 * n + 2)
+    fig = Figure(figsize=(2 * side + 1, side))
+    labels = list(class_names) if n <= 50 else None
+    for ax, values, title, fmt in zip(fig.subplots(1, 2), (counts, rows), ("counts", "normalised over each true class"),
+                                     ("d", ".2f")):
+        display = ConfusionMatrixDisplay(values, display_labels=labels)
+        display.plot(ax=ax, include_values=n <= 30, values_format=fmt, cmap="Blues", colorbar=True,
+                     xticks_rotation="vertical")
+        ax.set(title=title, xlabel="predicted", ylabel="true")
     fig.tight_layout()
     save_figure(fig, path)
 

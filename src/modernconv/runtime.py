@@ -9,7 +9,8 @@ from torch import nn
 
 from .errors import ConfigError
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# fp16 trains with a gradient scaler (for GPUs without bf16); bf16 needs none
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str | None = None) -> torch.device:
@@ -33,7 +34,7 @@ def check_precision(precision: str) -> str:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``device``, or nothing for fp32."""
+    """bf16 or fp16 autocast on ``device``, or nothing for fp32."""
     if check_precision(precision) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=PRECISIONS[precision])

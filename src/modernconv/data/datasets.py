@@ -13,7 +13,7 @@ from .folder import NO_IMAGES_HINT, folder_split, unlabelled_folder
 from .generated import digits_images, split_tensor_dataset, synthetic_images
 from .transforms import eval_transform as make_eval_transform
 
-SPLITS = ("train", "val")
+HELD_OUT = ("val", "test", "validation")  # what a folder may call its evaluation split
 BUILT_IN = ("digits", "synthetic")
 DIGIT_CLASSES = [str(d) for d in range(10)]
 
@@ -30,14 +30,15 @@ class DataSplit:
 
 
 def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split not in ("train", *HELD_OUT):
+        raise ConfigError(f"split must be one of train, {', '.join(HELD_OUT)}, got {split!r}")
 
 
 def build_split(source: str, split: str, in_chans: int, transform: Callable, class_names: list[str] | None = None,
                 skip_bad_images: bool = False, synthetic_samples: int = 512, synthetic_classes: int = 10,
                 classes_from: str = "train/") -> tuple[Dataset, list[str]]:
-    """One split ("train" or "val") of the data set named by ``source``, and its class names: "digits"
+    """One split ("train", or a held-out one: "val", "test", "validation") of the data set named by ``source``,
+    and its class names: "digits"
     (sklearn's bundled 8x8 digits, fixed stratified 80/20 split), "synthetic" (generated, deterministic) or a
     folder with ``split/<class>/`` folders (labelled with ``class_names`` when given, which errors call
     ``classes_from``, else its own folders).
@@ -53,8 +54,8 @@ def build_split(source: str, split: str, in_chans: int, transform: Callable, cla
         else:
             images, labels = synthetic_images(synthetic_samples, synthetic_classes, in_chans)
             names = [f"class_{k}" for k in range(synthetic_classes)]
-        datasets = split_tensor_dataset(images, labels, transform, transform)
-        return datasets[SPLITS.index(split)], names
+        train, held_out = split_tensor_dataset(images, labels, transform, transform)
+        return (train if split == "train" else held_out), names
     return folder_split(Path(source), split, in_chans, transform, class_names, skip_bad_images, classes_from)
 
 

@@ -84,6 +84,13 @@ def _class_folders(split_dir: Path) -> list[str]:
         raise DataError(f"{split_dir} has no class folders; {LAYOUT_HINT}") from None
 
 
+def _class_folders_or_none(folder: Path) -> list[str]:
+    try:
+        return find_classes(str(folder))[0]
+    except FileNotFoundError:
+        return []
+
+
 def _check_root(root: Path) -> None:
     if not root.exists():
         raise DataError(f"data path {root} does not exist (give a folder with train/ and val/, or 'digits' "
@@ -95,17 +102,21 @@ def _check_root(root: Path) -> None:
 def folder_split(root: Path, split: str, in_chans: int, transform: Callable, class_names: list[str] | None = None,
                  skip_bad_images: bool = False, classes_from: str = "train/") -> tuple[ImageFolderSplit, list[str]]:
     """One split (``root/split/<class>/*``) and its class names: ``class_names`` (named ``classes_from`` in
-    errors) when given (the split may lack some but not add any), else its own folders. A training split needs
-    an image in every class."""
+    errors) when given (the split may lack some but not add any), else its own folders. A held-out split may
+    also be ``root`` itself when it holds class folders and no train/ (ImageNet's validation layout). A training
+    split needs an image in every class."""
     _check_root(root)
-    if not (root / split).is_dir():
-        raise DataError(f"{root} has no {split}/ folder; {LAYOUT_HINT}")
-    found = _class_folders(root / split)
+    split_dir = root / split
+    if not split_dir.is_dir():
+        if split == "train" or (root / "train").is_dir() or not _class_folders_or_none(root):
+            raise DataError(f"{root} has no {split}/ folder; {LAYOUT_HINT}")
+        split_dir = root
+    found = _class_folders(split_dir)
     classes = list(class_names) if class_names is not None else found
     extra = sorted(set(found) - set(classes))
     if extra:
-        raise DataError(f"{root / split} has classes that {classes_from} lacks: {', '.join(extra)}")
-    dataset = ImageFolderSplit(root / split, {c: i for i, c in enumerate(classes)}, in_chans, transform,
+        raise DataError(f"{split_dir} has classes that {classes_from} lacks: {', '.join(extra)}")
+    dataset = ImageFolderSplit(split_dir, {c: i for i, c in enumerate(classes)}, in_chans, transform,
                                skip_bad_images)
     if split == "train":
         present = set(dataset.targets)

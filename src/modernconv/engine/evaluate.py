@@ -27,8 +27,19 @@ class EvalResult:
         totals = self.confusion.sum(1).clamp(min=1)
         return (100.0 * self.confusion.diag() / totals).tolist()
 
+    @property
+    def k(self) -> int:
+        """The k of ``top5``: 5, or the class count when there are fewer classes."""
+        return min(5, self.confusion.shape[0])
+
     def summary(self) -> dict[str, float]:
         return {"top1": self.top1, "top5": self.top5, "loss": self.loss}
+
+    def report(self, class_names: list[str]) -> dict:
+        """Everything `modernconv eval --json` prints: top-1, top-k under its true k, loss, image count and
+        per-class accuracy."""
+        return {"top1": self.top1, f"top{self.k}": self.top5, "loss": self.loss, "count": self.count,
+                "per_class": dict(zip(class_names, self.per_class))}
 
 
 @torch.no_grad()

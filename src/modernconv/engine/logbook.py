@@ -1,4 +1,5 @@
-"""A run's written record: metrics as JSONL and CSV (TensorBoard when installed) and a PNG of the curves."""
+"""A run's written record: per-epoch metrics as JSONL and CSV, per-step scalars as JSONL (TensorBoard when
+installed), and a PNG of the curves."""
 from __future__ import annotations
 
 import csv
@@ -22,28 +23,46 @@ class Logbook:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self.jsonl = run_dir / "metrics.jsonl"
+        self.steps = run_dir / "metrics_steps.jsonl"
         self.csv = run_dir / "metrics.csv"
         self.tensorboard = SummaryWriter(str(run_dir / "tensorboard")) if SummaryWriter else None
 
-    def rows(self) -> list[dict[str, Any]]:
-        """The logged rows; a line cut short by a kill in the middle of writing it is left out."""
-        if not self.jsonl.exists():
+    @staticmethod
+    def _read(path: Path, key: str) -> list[dict[str, Any]]:
+        """The rows of a JSONL file; a line cut short by a kill in the middle of writing it is left out."""
+        if not path.exists():
             return []
         rows = []
-        for line in self.jsonl.read_text().splitlines():
+        for line in path.read_text().splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+            if isinstance(row, dict) and isinstance(row.get(key), int):
                 rows.append(row)
         return rows
 
-    def truncate(self, epochs_done: int) -> None:
-        """Keep the whole rows of the first ``epochs_done`` epochs (a resumed run re-logs those it repeats)."""
+    def rows(self) -> list[dict[str, Any]]:
+        """The logged epoch rows."""
+        return self._read(self.jsonl, "epoch")
+
+    def truncate(self, epochs_done: int, steps_done: int) -> None:
+        """Keep the whole rows of the first ``epochs_done`` epochs and ``steps_done`` steps (a resumed run
+        re-logs those it repeats)."""
         kept = [r for r in self.rows() if r["epoch"] < epochs_done]
         atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))
+        steps = [r for r in self._read(self.steps, "step") if r["step"] <= steps_done]
+        atomic_write_text(self.steps, "".join(json.dumps(r) + "\n" for r in steps))
         self._write_csv(kept)
+
+    def log_step(self, row: dict[str, Any]) -> None:
+        """Append one step's scalars (step, epoch, loss, lr, images/s, grad norm when measured)."""
+        with self.steps.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if key not in ("step", "epoch"):
+                    self.tensorboard.add_scalar(f"step/{key}", value, row["step"])
 
     def log(self, row: dict[str, Any]) -> None:
         with self.jsonl.open("a") as f:

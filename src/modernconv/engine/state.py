@@ -48,9 +48,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                   ema: nn.Module | None, progress: Progress, metadata: dict[str, Any],
+                   scaler: torch.amp.GradScaler, ema: nn.Module | None, progress: Progress, metadata: dict[str, Any],
                    rng_states: list[dict[str, Any]]) -> None:
-    """Write the run's checkpoint set: state.pt (optimizer, scheduler, EMA, every process's RNG ``rng_states``
+    """Write the run's checkpoint set: state.pt (optimizer, scheduler, fp16 gradient scaler, EMA, every process's
+    RNG ``rng_states``
     in rank order, progress) and last.safetensors, both carrying the step, so that a kill at any moment leaves
     a consistent pair to resume from.
 
@@ -58,7 +59,7 @@ def save_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optim
     state.pt -> state.prev.pt, pending state -> state.pt, pending weights -> last.safetensors. Whichever rename a
     kill lands between, state.pt or state.prev.pt carries the step of last.safetensors (``load_run_state``
     takes whichever does). A failed write (a full disk) leaves the previous set untouched."""
-    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
              "ema": ema.state_dict() if ema is not None else None, "rng": rng_states,
              "progress": asdict(progress)}
     pending_state, pending_last = run_dir / _pending(STATE_FILE), run_dir / _pending(LAST_FILE)
@@ -99,7 +100,7 @@ def _read_state(path: Path) -> dict[str, Any] | None:
 
 
 def load_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                   ema: nn.Module | None) -> tuple[Progress, list[dict[str, Any]]]:
+                   scaler: torch.amp.GradScaler, ema: nn.Module | None) -> tuple[Progress, list[dict[str, Any]]]:
     """Restore a run saved by ``save_run_state`` from state.pt, or from state.prev.pt when a kill landed in the
     middle of a save: returns its progress and the RNG states it saved, one per process in rank order (for the
     caller to restore its own)."""
@@ -126,6 +127,8 @@ def load_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optim
                               "classes change? Start a new run instead") from None
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):  # absent from runs saved before fp16 training, empty when the scaler is off
+        scaler.load_state_dict(state["scaler"])
     if ema is not None and state["ema"] is not None:
         ema.load_state_dict(state["ema"])
     rngs = state["rng"]

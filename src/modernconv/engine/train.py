@@ -7,6 +7,7 @@ import dataclasses
 import math
 import random
 import signal
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -158,6 +159,7 @@ class Trainer:
             self.lr = cfg.lr * cfg.batch_size * cfg.accum_steps * self.dist.world_size / cfg.lr_base_batch
         self.optimizer = build_optimizer(self.model, self.lr, cfg.weight_decay, cfg.betas, cfg.eps,
                                          self.task.layer_decay)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         total = cfg.epochs * self.steps_per_epoch
         self.scheduler = build_scheduler(self.optimizer, total, round(cfg.warmup_epochs * self.steps_per_epoch),
                                          self.lr, cfg.min_lr, cfg.sched)
@@ -169,8 +171,8 @@ class Trainer:
         rngs = gather_objects(rng_state(), self.dist)
         if self.dist.is_main:
             with self._storage_errors():
-                save_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.ema, progress,
-                               self.task.metadata(), rngs)
+                save_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.scaler, self.ema,
+                               progress, self.task.metadata(), rngs)
         barrier(self.dist)
 
     def _last_good(self) -> str:
@@ -216,8 +218,10 @@ class Trainer:
         accum = cfg.accum_steps
         last_batch = self.steps_per_epoch * accum  # batches past this do not complete an optimizer step
         loss_sum, seen, start = 0.0, 0, time.perf_counter()
+        window = [0.0, 0, start]  # loss sum, images and start time since the last logged step
         bar = tqdm(total=last_batch, initial=progress.batches_done, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not (cfg.progress and self.dist.is_main), leave=False, dynamic_ncols=True)
+                   disable=not (cfg.progress and self.dist.is_main and sys.stderr.isatty()), leave=False,
+                   dynamic_ncols=True)
         for batch, (images, labels) in enumerate(loader, start=progress.batches_done):
             if batch >= last_batch:
                 break
@@ -233,20 +237,22 @@ class Trainer:
                     raise TrainingDivergedError(
                         f"loss became {value} at epoch {epoch + 1}, batch {batch + 1}; stopped. {self._last_good()} "
                         "(lower the lr or enable clip_grad)")
-                (loss / accum).backward()
+                self.scaler.scale(loss / accum).backward()
             loss_sum += value * images.shape[0]
             seen += images.shape[0]
+            window[0] += value * images.shape[0]
+            window[1] += images.shape[0]
+            bar.update(1)
             if boundary:
-                self._optimizer_step()
+                grad_norm = self._optimizer_step()
                 progress.global_step += 1
                 progress.batches_done = batch + 1
+                if progress.global_step % cfg.log_every_steps == 0:
+                    self._log_step(epoch, batch + 1, last_batch, progress, window, grad_norm, bar)
+                    window = [0.0, 0, time.perf_counter()]
                 if cfg.save_every_steps and progress.global_step % cfg.save_every_steps == 0:
                     self._save(progress)
                 self._stop_if_asked(stop, progress)
-            if bar.n % max(1, cfg.log_every_steps) == 0 or boundary:
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{self.optimizer.param_groups[-1]['lr']:.2e}",
-                                img_s=f"{seen * self.dist.world_size / (time.perf_counter() - start):.1f}")
-            bar.update(1)
         bar.close()
         elapsed = time.perf_counter() - start
         return {"train_loss": loss_sum / max(1, seen), "lr": self.optimizer.param_groups[-1]["lr"],
@@ -264,14 +270,39 @@ class Trainer:
         raise RunStopped(signum, f"{signal.Signals(signum).name} after step {progress.global_step} (epoch "
                                  f"{progress.epoch + 1}); saved: continue with --output {self.run_dir} --resume")
 
-    def _optimizer_step(self) -> None:
+    def _log_step(self, epoch: int, batch: int, batches: int, progress: Progress, window: list,
+                  grad_norm: float | None, bar: tqdm) -> None:
+        """Per-step scalars (main process): to metrics_steps.jsonl, and to the progress bar on a terminal or one
+        plain line elsewhere (a job log)."""
+        if not self.dist.is_main:
+            return
+        row = {"step": progress.global_step, "epoch": epoch, "loss": window[0] / max(1, window[1]),
+               "lr": self.optimizer.param_groups[-1]["lr"],
+               "images_per_s": window[1] * self.dist.world_size / max(1e-9, time.perf_counter() - window[2])}
+        if grad_norm is not None:
+            row["grad_norm"] = grad_norm
+        with self._storage_errors():
+            self.logbook.log_step(row)
+        if not bar.disable:
+            bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", img_s=f"{row['images_per_s']:.1f}")
+        elif self.cfg.progress:
+            print(f"epoch {epoch + 1}/{self.cfg.epochs} batch {batch}/{batches}: loss {row['loss']:.4f}  "
+                  f"lr {row['lr']:.2e}  {row['images_per_s']:.1f} images/s", flush=True)
+
+    def _optimizer_step(self) -> float | None:
+        """Clip, step (skipped by the fp16 scaler when gradients overflowed), schedule, average. Returns the
+        gradient norm when clipping measured it."""
+        grad_norm = None
         if self.cfg.clip_grad:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
-        self.optimizer.step()
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
+        return grad_norm
 
     def _epoch_line(self, row: dict) -> str:
         """The one-line summary printed after each epoch."""
@@ -282,16 +313,20 @@ class Trainer:
         """Train for the configured epochs (continuing a saved run when ``resume``). SIGTERM or SIGINT stop it
         after the current step with a resumable checkpoint (``RunStopped``)."""
         cfg = self.cfg
-        logbook = Logbook(self.run_dir) if self.dist.is_main else None
+        self.logbook = logbook = Logbook(self.run_dir) if self.dist.is_main else None
         if cfg.resume:
-            progress, rngs = load_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.ema)
+            progress, rngs = load_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.scaler,
+                                            self.ema)
             self._restore_rng(rngs, progress)
+            if progress.epoch >= cfg.epochs and logbook:
+                tqdm.write(f"{self.run_dir} has finished its {cfg.epochs} epochs; nothing to do (--epochs N with a "
+                           "larger N trains it further)")
         else:
             progress = Progress()
         if logbook:
             with self._storage_errors():
                 if cfg.resume:
-                    logbook.truncate(progress.epoch)
+                    logbook.truncate(progress.epoch, progress.global_step)
                 cfg.save(self.run_dir / CONFIG_FILE)
             bad = getattr(self.split.train, "bad_images", []) + getattr(self.split.val, "bad_images", [])
             if bad:
