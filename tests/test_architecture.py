@@ -12,7 +12,7 @@ import modernconv
 PACKAGE = Path(modernconv.__file__).parent
 # lower layers never import higher ones; a unit is a sub-package or a top-level module
 LAYERS = (
-    ("errors",),
+    ("errors", "variants"),
     ("files",),
     ("runtime", "plots"),
     ("layers", "checkpoint", "reparam", "optim", "data"),
@@ -86,3 +86,17 @@ def test_importing_modernconv_leaves_matplotlib_alone():
             "assert 'matplotlib.pyplot' not in sys.modules; assert matplotlib.rcParams['backend'] == 'svg'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["models"], ["models", "--family", "convnext*"], ["--version"]])
+def test_help_and_the_model_list_start_without_torch(argv):
+    code = ("import sys; from modernconv.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'" % argv)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_variant_table_is_the_registry():
+    from modernconv.models import get_model_spec, list_models
+    from modernconv.variants import list_variants
+    assert list_variants() == [(name, get_model_spec(name).family) for name in list_models()]

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 
 import modernconv
 from modernconv.cli import main
+from modernconv.conversion import checkpoint_info
 
 QUICK = ["--model=convnext_atto", "--data=synthetic", "--img-size=32", "--epochs=1", "--batch-size=32",
          "--progress=false"]  # the synthetic set `eval --data synthetic` reads: 512 images, 10 classes
@@ -124,7 +125,7 @@ def test_conversion_keeps_class_names_and_preprocessing(trained, tmp_path, capsy
     assert main(["eval", "--checkpoint", str(best), "--data", "synthetic", "--json"]) == 0
     before = json.loads(capsys.readouterr().out)
     assert main(["convert", str(best), str(tmp_path / "deploy.safetensors"), "--reparameterize"]) == 0
-    info = modernconv.conversion.checkpoint_info(tmp_path / "deploy.safetensors")
+    info = checkpoint_info(tmp_path / "deploy.safetensors")
     assert info.class_names == [f"class_{k}" for k in range(10)]
     assert info.preprocessing.input_size == (3, 32, 32)
     capsys.readouterr()

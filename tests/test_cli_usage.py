@@ -22,8 +22,7 @@ def test_timm_flag_names_are_aliases_or_say_what_to_use(tmp_path, capsys):
                                          "--model-ema-decay", "0.99"]))
     assert (cfg.label_smoothing, cfg.drop_path_rate, cfg.random_erasing, cfg.lr, cfg.betas, cfg.ema_decay) == (
         0.2, 0.1, 0.25, 1e-3, (0.8, 0.9), 0.99)
-    for flag, hint in (("--amp", "--precision bf16"), ("--model-ema", "--ema-decay 0.9999"),
-                       ("--aa", "--randaugment-magnitude 9")):
+    for flag, hint in (("--amp", "--precision bf16"), ("--model-ema", "--ema-decay 0.9999")):
         assert main(["train", "--output", str(tmp_path / "x"), flag]) == 2
         err = capsys.readouterr().err
         assert hint in err and err.count("\n") == 1
@@ -76,7 +75,7 @@ def test_an_unexpected_error_is_one_line_unless_debugging(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(modernconv.cli, "list_models", broken)
+    monkeypatch.setattr(modernconv.cli, "list_variants", broken)
     assert main(["models"]) == 1
     err = capsys.readouterr().err
     assert err == "modernconv: error: unexpected ZeroDivisionError: a bug (rerun with --debug for the traceback)\n"
@@ -102,3 +101,21 @@ def test_predict_takes_folders_and_globs_and_writes_csv_or_json(tmp_path, capsys
     assert main(["predict", "--checkpoint", str(tmp_path / "in1k.safetensors"), str(tmp_path / "img" / "c.png"),
                  "--output", str(tmp_path / "out.csv")]) == 2  # never overwritten silently
     assert main(["predict", "--checkpoint", str(tmp_path / "in1k.safetensors"), str(tmp_path / "nothing*.png")]) == 2
+
+
+@pytest.mark.parametrize("in_chans", [3, 1])
+def test_timms_randaugment_policy_string_trains(tmp_path, in_chans):
+    assert main(["train", f"--output={tmp_path / 'run'}", *QUICK, "--aa", "rand-m9-mstd0.5-inc1",
+                 f"--in-chans={in_chans}", "--progress=false"]) == 0
+    assert load_config(tmp_path / "run" / "config.yaml").auto_augment == "rand-m9-mstd0.5-inc1"
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--aa", "rand-m9", "--randaugment-magnitude", "9"], "not both"),
+    (["--aa", "v0"], "give a timm RandAugment policy"),
+    (["--aa", "rand-x9"], "is not a RandAugment policy timm reads"),
+])
+def test_bad_randaugment_policies_are_one_line(tmp_path, capsys, options, message):
+    assert main(["train", f"--output={tmp_path / 'run'}", *QUICK, *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err

@@ -111,7 +111,7 @@ def test_ema_is_an_exponential_average():
 
 def cli_options(argv: list[str]) -> dict:
     """The config options ``modernconv train ARGV`` gives."""
-    args, extra = build_parser().parse_known_args(["train", *argv])
+    args, extra = build_parser(["train", *argv]).parse_known_args(["train", *argv])
     assert not extra
     return overrides_from(args, TrainConfig)
 
@@ -189,7 +189,7 @@ def test_recipe_mistakes_are_one_clear_line(tmp_path):
 
 def test_help_lists_every_option_with_type_and_default(capsys):
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["train", "--help"])
+        build_parser(["train", "--help"]).parse_args(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for field in dataclasses.fields(TrainConfig):
         assert f"--{field.name.replace('_', '-')}" in text

@@ -112,7 +112,7 @@ def test_random_sigkills_always_leave_a_run_that_resumes_to_the_uninterrupted_we
     assert kills >= 3 and proc.returncode == 0
     assert same_weights(tmp_path / "full" / "last.safetensors", run / "last.safetensors")
     epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == [0, 1, 2]
+    assert epochs == [1, 2, 3]
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -191,7 +191,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_the_run_resumes(tmp_path,
     assert "\n" not in str(err.value) and "--resume" in str(err.value)
     monkeypatch.setattr(run_state, "save_checkpoint", real_save)
     resumed = train(quick(tmp_path, epochs=3, resume=True))
-    assert [json.loads(r)["epoch"] for r in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    assert [json.loads(r)["epoch"] for r in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
 def test_an_unwritable_output_folder_is_one_line(tmp_path, monkeypatch):
@@ -207,11 +207,11 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path, monkeypatch):
 def test_a_half_written_metrics_line_does_not_break_resume(tmp_path):
     train(quick(tmp_path, epochs=1))
     with (tmp_path / "run" / "metrics.jsonl").open("a") as f:
-        f.write('{"epoch": 1, "train_lo')  # killed in the middle of writing a row
+        f.write('{"epoch": 2, "train_lo')  # killed in the middle of writing a row
     with pytest.warns(UserWarning, match="epochs changed from 1 to 2"):
         resumed = train(quick(tmp_path, epochs=2, resume=True))
     rows = [json.loads(r) for r in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [0, 1]
+    assert [r["epoch"] for r in rows] == [1, 2]
 
 
 def test_the_epoch_row_is_written_before_the_checkpoint_that_ends_the_epoch(tmp_path, monkeypatch):
@@ -227,7 +227,7 @@ def test_the_epoch_row_is_written_before_the_checkpoint_that_ends_the_epoch(tmp_
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     trainer.close()
-    assert [json.loads(r)["epoch"] for r in (trainer.run_dir / "metrics.jsonl").read_text().splitlines()] == [0]
+    assert [json.loads(r)["epoch"] for r in (trainer.run_dir / "metrics.jsonl").read_text().splitlines()] == [1]
 
 
 # ----- graceful stop -----

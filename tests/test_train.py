@@ -35,7 +35,7 @@ def test_run_folder_holds_everything(tmp_path):
     assert {"config.yaml", "metrics.jsonl", "metrics.csv", "last.safetensors", "best.safetensors", "state.pt",
             "curves.png"} <= files
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [0, 1]
+    assert [r["epoch"] for r in rows] == [1, 2]  # numbered from 1, as on the console
     assert {"train_loss", "lr", "val_top1", "val_top5", "val_loss", "ema_val_top1"} <= rows[0].keys()
     assert load_config(result.run_dir / "config.yaml").epochs == 2
 

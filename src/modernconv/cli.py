@@ -23,25 +23,13 @@ import sys
 import warnings
 from importlib.metadata import version
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-import torch
-
-from .analysis import benchmark, profile_model
-from .analysis.collapse import checkpoint_curves, write_collapse_csv
-from .checkpoint import load_checkpoint
-from .config import PretrainConfig, RunConfig, TrainConfig, add_config_options, check_key, load_config, overrides_from
-from .conversion import convert_checkpoint, model_from_checkpoint
-from .data.datasets import HELD_OUT
-from .engine import evaluate_checkpoint, predict_images, train
-from .engine.inference import class_names, expand_inputs, write_predictions
-from .engine.state import CONFIG_FILE
 from .errors import RunStopped, UserError
-from .models import create_model, get_model_spec, list_models
-from .plots import plot_collapse, plot_confusion
-from .pretrain.loop import pretrain
-from .reparam import reparameterize
-from .runtime import PRECISIONS, resolve_device
+from .variants import list_variants
+
+# Each command imports the library parts it needs when it runs: `modernconv --help` and `modernconv models`
+# start without loading torch.
 
 
 def _input_size(values: list[str]) -> tuple[int, int, int]:
@@ -54,8 +42,14 @@ def _input_size(values: list[str]) -> tuple[int, int, int]:
     return size  # type: ignore[return-value]
 
 
-def _build(args: argparse.Namespace, device: str = "cpu") -> torch.nn.Module:
+def _build(args: argparse.Namespace, device: str = "cpu") -> Any:
     """Create the model named in ``args``: channels from ``--input-size``, weights from ``--checkpoint``."""
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .models import create_model
+    from .reparam import reparameterize
+
     kwargs = {}
     if args.input_size:
         kwargs["in_chans"] = _input_size(args.input_size)[0]
@@ -71,15 +65,18 @@ def _build(args: argparse.Namespace, device: str = "cpu") -> torch.nn.Module:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    names = list_models(args.pattern)
-    if not names:
+    found = list_variants(args.pattern)
+    if not found:
         raise UserError(f"no model matches {args.pattern!r}; try `modernconv models` for all of them")
-    for name in names:
-        print(f"{name:32s} {get_model_spec(name).family}" if args.family else name)
+    for name, family in found:
+        print(f"{name:32s} {family}" if args.family else name)
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from .analysis import profile_model
+    from .models import get_model_spec
+
     get_model_spec(args.model)
     model = _build(args, device="meta")  # count without allocating or computing
     size = _input_size(args.input_size) if args.input_size else None
@@ -97,6 +94,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from .analysis import benchmark
+
     if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
         raise UserError("--batch-size and --steps must be at least 1 and --warmup at least 0")
     model = _build(args)
@@ -116,6 +117,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from .conversion import convert_checkpoint
+
     _free_path(args.dst, args.force)
     if Path(args.dst).suffix != ".safetensors":
         warnings.warn(f"{args.dst} is written as safetensors; name it *.safetensors so other tools recognise it")
@@ -125,8 +128,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_config(args: argparse.Namespace, extra: list[str], kind: type[RunConfig]) -> RunConfig:
+def _run_config(args: argparse.Namespace, extra: list[str], kind: type) -> Any:
     """The recipe (``-c``) with ``--key value`` overrides; a resumed run keeps its own saved configuration."""
+    from .config import check_key, load_config, overrides_from
+    from .engine.state import CONFIG_FILE
+
     if extra:
         check_key(extra[0], kind)  # names the unknown option (or the task it belongs to)
         raise UserError(f"unexpected argument {extra[0]!r}; options take the form --key value")
@@ -139,14 +145,20 @@ def _run_config(args: argparse.Namespace, extra: list[str], kind: type[RunConfig
 
 
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    from .config import TrainConfig
+    from .engine import train
+
     result = train(_run_config(args, extra, TrainConfig))
     if result.is_main:
-        print(f"best val top-1 {result.best_top1:.2f}% at epoch {result.best_epoch + 1}; "
+        print(f"best val top-1 {result.best_top1:.2f}% at epoch {result.best_epoch}; "
               f"run folder {result.run_dir}")
     return 0
 
 
 def cmd_pretrain(args: argparse.Namespace, extra: list[str]) -> int:
+    from .config import PretrainConfig
+    from .pretrain.loop import pretrain
+
     result = pretrain(_run_config(args, extra, PretrainConfig))
     if result.is_main:
         print(f"final loss {result.last.get('train_loss', float('nan')):.4f}; encoder {result.encoder}; "
@@ -155,6 +167,10 @@ def cmd_pretrain(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_collapse(args: argparse.Namespace) -> int:
+    from .analysis.collapse import checkpoint_curves, write_collapse_csv
+    from .plots import plot_collapse
+    from .runtime import resolve_device
+
     curves = checkpoint_curves(args.model, args.checkpoint, args.data, args.images, args.img_size, args.batch_size,
                                resolve_device(args.device))
     csv_path = write_collapse_csv(curves, args.csv)
@@ -174,6 +190,12 @@ def _free_path(path: str, force: bool) -> Path:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .conversion import model_from_checkpoint
+    from .engine import evaluate_checkpoint
+    from .engine.inference import class_names
+    from .plots import plot_confusion
+    from .runtime import resolve_device
+
     confusion_png = _free_path(args.confusion, args.force) if args.confusion else None
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
     result = evaluate_checkpoint(model, info, args.data, args.batch_size, args.workers, args.split)
@@ -193,6 +215,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .conversion import model_from_checkpoint
+    from .engine import predict_images
+    from .engine.inference import expand_inputs, write_predictions
+    from .runtime import resolve_device
+
     output = _free_path(args.output, args.force) if args.output else None
     if output and output.suffix not in (".csv", ".json"):
         raise UserError(f"--output {output}: name a .csv or .json file")
@@ -213,16 +240,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def _add_run_parser(sub: argparse._SubParsersAction, name: str, func: Callable[..., int], kind: type[RunConfig],
+def _add_run_parser(sub: argparse._SubParsersAction, name: str, func: Callable[..., int], with_options: bool,
                     help_text: str, description: str) -> None:
-    """A subcommand run from a YAML recipe (``-c``) plus ``--key value`` options, one per config field."""
+    """A subcommand run from a YAML recipe (``-c``) plus ``--key value`` options, one per config field (added
+    only when this is the command being parsed: they need the config definitions, hence torch)."""
     p = sub.add_parser(name, help=help_text, description=description, allow_abbrev=False)
     p.add_argument("-c", "--config", help="YAML recipe; --key value options override it")
-    add_config_options(p, kind)
+    if with_options:
+        from .config import PretrainConfig, TrainConfig, add_config_options
+        add_config_options(p, {"train": TrainConfig, "pretrain": PretrainConfig}[name])
     p.set_defaults(func=func, takes_extra=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command line; ``argv`` (the arguments to parse) decides which run command gets its config options."""
+    command = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(prog="modernconv", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"modernconv {version('modernconv')}")
@@ -252,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--input-size", nargs=3, metavar=("C", "H", "W"))
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--dtype", choices=list(PRECISIONS), default="fp32", help="bf16 and fp16 run under autocast")
+    p.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 (bf16 and fp16 run under autocast)")
     p.add_argument("--mode", choices=["infer", "train"], default="infer",
                    help="infer: eval forward; train: forward + backward + AdamW step")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
@@ -274,12 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     p.set_defaults(func=cmd_convert)
 
-    _add_run_parser(sub, "train", cmd_train, TrainConfig, "train or fine-tune a model (the papers' recipes)",
+    _add_run_parser(sub, "train", cmd_train, command == "train", "train or fine-tune a model (the papers' recipes)",
                     "Train MODEL on DATA. With no arguments: a small ConvNeXt on the built-in digits set. Any option "
                     "of the recipe can be given as --key value (e.g. --model convnextv2_atto --data PATH --epochs 10 "
                     "--lr 1e-3 --batch-size 32); `--output DIR --resume` continues an interrupted run. See configs/ "
                     "for recipes.")
-    _add_run_parser(sub, "pretrain", cmd_pretrain, PretrainConfig, "FCMAE masked-autoencoder pre-training of a ConvNeXt encoder",
+    _add_run_parser(sub, "pretrain", cmd_pretrain, command == "pretrain", "FCMAE masked-autoencoder pre-training of a ConvNeXt encoder",
                     "Pre-train MODEL's encoder with FCMAE (the ConvNeXt V2 recipe: AdamW 0.9/0.95, lr 1.5e-4 x "
                     "batch/256, warm-up + cosine, RandomResizedCrop + flip). DATA is digits, synthetic, a folder of "
                     "images, or a folder whose train/ holds images (class sub-folders or none). Any recipe option "
@@ -312,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="digits",
                    help="digits, synthetic, or a folder with SPLIT/<class>/ folders or class folders itself "
                         "(default digits)")
-    p.add_argument("--split", default="val", choices=HELD_OUT, help="the held-out split to read (default val)")
+    p.add_argument("--split", default="val", help="the held-out split: val, test or validation (default val)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device")
@@ -346,9 +378,10 @@ def _show_note(message: Warning | str, *_args: object, **_kwargs: object) -> Non
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user mistakes print one line and return 2; anything unexpected one line and 1 (the
     traceback with --debug); a closed output pipe ends quietly."""
-    args, extra = build_parser().parse_known_args(argv)
+    parser = build_parser(argv)
+    args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "takes_extra", False):
-        build_parser().parse_args(argv)  # reports the unknown arguments and exits 2
+        parser.parse_args(argv)  # reports the unknown arguments and exits 2
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")

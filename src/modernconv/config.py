@@ -143,6 +143,8 @@ class ClassificationOptions:
     randaugment_magnitude: int | None = option(None, "RandAugment magnitude 0..10 (none = off)",
                                                check="magnitude")
     randaugment_ops: int = option(2, "RandAugment operations per image", check=">=1")
+    auto_augment: str | None = option(None, "timm's RandAugment policy instead, e.g. rand-m9-mstd0.5-inc1 (the "
+                                            "papers' exact recipe; needs timm installed)")
     color_jitter: float = option(0.0, "colour jitter strength (0 = off)", check=">=0")
     random_erasing: float = option(0.0, "random erasing probability", check="[0,1]")
     mixup: float = option(0.0, "MixUp alpha (0 = off)", check=">=0")
@@ -174,6 +176,14 @@ class TrainConfig(ClassificationOptions, RunConfig):
     (configs/digits_convnext.yaml); the papers' recipes in configs/ set every value they depend on."""
 
     TASK: ClassVar[str] = "training"
+
+    def check_task(self) -> None:
+        if self.auto_augment is not None:
+            if self.randaugment_magnitude is not None:
+                raise ConfigError("give auto_augment (timm's policy) or randaugment_magnitude, not both")
+            if not self.auto_augment.startswith("rand-"):
+                raise ConfigError(f"auto_augment {self.auto_augment!r}: give a timm RandAugment policy such as "
+                                  "rand-m9-mstd0.5-inc1")
 
 
 @dataclass
@@ -301,10 +311,11 @@ def coerce(name: str, value: Any, kind: type[RunConfig] = TrainConfig) -> Any:
 # timm's train.py names that mean one of our options exactly (accepted on the command line and in recipes)
 TIMM_ALIASES = {"learning_rate": "lr", "drop_path": "drop_path_rate", "smoothing": "label_smoothing",
                 "reprob": "random_erasing", "opt_eps": "eps", "opt_betas": "betas", "model_ema_decay": "ema_decay",
-                "mixup_prob": "mix_prob", "mixup_switch_prob": "mix_switch_prob", "initial_checkpoint": "init"}
+                "mixup_prob": "mix_prob", "mixup_switch_prob": "mix_switch_prob", "initial_checkpoint": "init",
+                "aa": "auto_augment"}
 # timm's names whose meaning needs another spelling here
 TIMM_HINTS = {"amp": "--precision bf16 (or fp16)", "amp_dtype": "--precision bf16 or --precision fp16",
-              "model_ema": "--ema-decay 0.9999", "aa": "--randaugment-magnitude 9 (timm's rand-m9-mstd0.5-inc1)",
+              "model_ema": "--ema-decay 0.9999",
               "opt": "nothing: the optimizer is always AdamW", "num_classes": "nothing: the data sets the classes"}
 
 

@@ -30,7 +30,7 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None
     rows (accuracy in a pre-training run) is left out."""
     if not rows:
         return
-    epochs = [r["epoch"] + 1 for r in rows]
+    epochs = [r["epoch"] for r in rows]
     panels = [(title, ylabel, [(k, label) for k, label in curves if k in rows[0]])
               for title, ylabel, curves in CURVE_PANELS]
     panels = [panel for panel in panels if panel[2]]

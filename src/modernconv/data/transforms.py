@@ -7,7 +7,7 @@ The channel count of the output is ``len(mean)``: inputs with another count (a g
 model, RGB for a 4-channel stem) are adapted by ``MatchChannels`` after the colour augmentations."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torchvision.transforms import InterpolationMode
@@ -52,13 +52,30 @@ def _to_normalised(mean: Sequence[float], std: Sequence[float]) -> list[v2.Trans
             v2.Normalize(list(mean), list(std))]
 
 
+def timm_rand_augment(policy: str, img_size: int, mean: Sequence[float]) -> Callable:
+    """timm's RandAugment for ``policy`` on PIL images, with timm's own hyper-parameters (translation 45% of the
+    image side, fill with the mean colour)."""
+    try:
+        from timm.data.auto_augment import rand_augment_transform
+    except ImportError:
+        raise ConfigError(f"auto_augment {policy!r} needs timm: pip install timm (or use randaugment_magnitude)") from None
+    fill = tuple(min(255, round(255 * m)) for m in mean[:3])  # images are RGB here, or "L" for one channel
+    fill = fill[0] if len(fill) == 1 else fill
+    try:
+        return rand_augment_transform(policy, {"translate_const": int(img_size * 0.45), "img_mean": fill})
+    except (ValueError, KeyError, AssertionError) as e:
+        raise ConfigError(f"auto_augment {policy!r} is not a RandAugment policy timm reads ({e})") from None
+
+
 def train_transform(img_size: int, mean: Sequence[float], std: Sequence[float],
                     scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
                     hflip: float = 0.5, randaugment_magnitude: int | None = 9, randaugment_ops: int = 2,
                     color_jitter: float = 0.0, random_erasing: float = 0.25,
-                    interpolation: str = "bicubic") -> v2.Compose:
+                    interpolation: str = "bicubic", auto_augment: str | None = None) -> v2.Compose:
     """The papers' training augmentation: random resized crop, flip, RandAugment (magnitude on timm's 0..10
-    scale; None disables), colour jitter (0 disables), normalisation, then random erasing with noise fill."""
+    scale; None disables) or timm's own RandAugment from a policy string (``auto_augment``, e.g.
+    "rand-m9-mstd0.5-inc1", as the papers ran it; needs timm), colour jitter (0 disables), normalisation, then
+    random erasing with noise fill."""
     mode = interpolation_mode(interpolation)
     if randaugment_magnitude is not None and not 0 <= randaugment_magnitude <= RANDAUGMENT_LEVELS:
         raise ConfigError(f"randaugment magnitude {randaugment_magnitude} must be in 0..{RANDAUGMENT_LEVELS}")
@@ -73,6 +90,8 @@ def train_transform(img_size: int, mean: Sequence[float], std: Sequence[float],
         steps.append(v2.RandAugment(num_ops=randaugment_ops, magnitude=randaugment_magnitude,
                                     num_magnitude_bins=RANDAUGMENT_LEVELS + 1,
                                     interpolation=InterpolationMode.BILINEAR))  # tensors allow no bicubic here
+    if auto_augment is not None:
+        steps.append(timm_rand_augment(auto_augment, img_size, mean))
     if color_jitter > 0:
         steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
     steps += _to_normalised(mean, std)

@@ -38,7 +38,7 @@ class ClassificationTask(Task):
         train_tf = train_transform(pre.img_size, pre.mean, pre.std, scale=cfg.scale, hflip=cfg.hflip,
                                    randaugment_magnitude=cfg.randaugment_magnitude, randaugment_ops=cfg.randaugment_ops,
                                    color_jitter=cfg.color_jitter, random_erasing=cfg.random_erasing,
-                                   interpolation=pre.interpolation)
+                                   interpolation=pre.interpolation, auto_augment=cfg.auto_augment)
         self.split = build_datasets(cfg.data, pre.img_size, cfg.in_chans, cfg.skip_bad_images, cfg.synthetic_samples,
                                     cfg.synthetic_classes, train_transform=train_tf,
                                     eval_transform=pre.eval_transform())
@@ -78,10 +78,10 @@ class ClassificationTask(Task):
             if row["ema_val_top1"] > top1:
                 top1, best_model = row["ema_val_top1"], ema
         if top1 > progress.best_top1:
-            progress.best_top1, progress.best_epoch = top1, epoch
+            progress.best_top1, progress.best_epoch = top1, row["epoch"]
             if ctx.dist.is_main:
                 save_checkpoint(best_model, ctx.run_dir / BEST_FILE, metadata={
-                    **self.metadata(), "epoch": epoch, "top1": top1,
+                    **self.metadata(), "epoch": row["epoch"], "top1": top1,
                     "weights": "ema" if best_model is not model else "model"})
 
     def metadata(self) -> dict[str, Any]:

@@ -49,7 +49,7 @@ class Logbook:
     def truncate(self, epochs_done: int, steps_done: int) -> None:
         """Keep the whole rows of the first ``epochs_done`` epochs and ``steps_done`` steps (a resumed run
         re-logs those it repeats)."""
-        kept = [r for r in self.rows() if r["epoch"] < epochs_done]
+        kept = [r for r in self.rows() if r["epoch"] <= epochs_done]
         atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))
         steps = [r for r in self._read(self.steps, "step") if r["step"] <= steps_done]
         atomic_write_text(self.steps, "".join(json.dumps(r) + "\n" for r in steps))

@@ -29,7 +29,7 @@ class Progress:
     batches_done: int = 0
     global_step: int = 0  # optimizer steps
     best_top1: float = -1.0
-    best_epoch: int = -1
+    best_epoch: int = 0  # numbered from 1 like every epoch a user sees (0 = none yet)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

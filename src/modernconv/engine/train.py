@@ -276,7 +276,7 @@ class Trainer:
         plain line elsewhere (a job log)."""
         if not self.dist.is_main:
             return
-        row = {"step": progress.global_step, "epoch": epoch, "loss": window[0] / max(1, window[1]),
+        row = {"step": progress.global_step, "epoch": epoch + 1, "loss": window[0] / max(1, window[1]),
                "lr": self.optimizer.param_groups[-1]["lr"],
                "images_per_s": window[1] * self.dist.world_size / max(1e-9, time.perf_counter() - window[2])}
         if grad_norm is not None:
@@ -306,7 +306,7 @@ class Trainer:
 
     def _epoch_line(self, row: dict) -> str:
         """The one-line summary printed after each epoch."""
-        return (f"epoch {row['epoch'] + 1}/{self.cfg.epochs}: loss {row['train_loss']:.4f}{self.task.summary(row)}"
+        return (f"epoch {row['epoch']}/{self.cfg.epochs}: loss {row['train_loss']:.4f}{self.task.summary(row)}"
                 f"  ({row['epoch_time_s']:.1f}s)")
 
     def fit(self) -> TrainResult:
@@ -336,7 +336,7 @@ class Trainer:
             for epoch in range(progress.epoch, cfg.epochs):
                 if progress.batches_done == 0:  # a fresh epoch; a mid-epoch resume restored the RNG instead
                     seed_all(_epoch_seed(cfg.seed, epoch, self.dist.rank))
-                row = {"epoch": epoch, **self._train_epoch(epoch, progress, stop)}
+                row = {"epoch": epoch + 1, **self._train_epoch(epoch, progress, stop)}  # numbered from 1
                 progress.epoch, progress.batches_done = epoch + 1, 0
                 self._check_finite(progress)
                 with self._storage_errors():

@@ -10,8 +10,13 @@ import torch
 from torch import nn
 
 from ..data.preprocessing import DataConfig
+from ..errors import ConfigError
 from .isotropic import IsotropicConvNet
+from ..variants import CONVMIXER
 from .registry import register_model
+
+
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
 class ConvMixerBlock(nn.Module):
@@ -35,9 +40,11 @@ class ConvMixer(IsotropicConvNet):
     """ConvMixer-h/d with kernel ``kernel_size`` and patch ``patch_size``."""
 
     def __init__(self, dim: int = 768, depth: int = 32, kernel_size: int = 7, patch_size: int = 7,
-                 in_chans: int = 3, num_classes: int = 1000, act_layer: type[nn.Module] = nn.GELU,
-                 drop_rate: float = 0.0) -> None:
+                 in_chans: int = 3, num_classes: int = 1000, act: str = "gelu", drop_rate: float = 0.0) -> None:
         super().__init__()
+        if act not in ACTIVATIONS:
+            raise ConfigError(f"act must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
+        act_layer = ACTIVATIONS[act]
         self.in_chans = in_chans
         self.stem = nn.Sequential(nn.Conv2d(in_chans, dim, patch_size, stride=patch_size), act_layer(),
                                   nn.BatchNorm2d(dim))
@@ -49,11 +56,7 @@ _IMAGENET = DataConfig(crop_pct=0.96)
 _CIFAR = DataConfig(input_size=(3, 32, 32), mean=(0.4914, 0.4822, 0.4465), std=(0.2471, 0.2435, 0.2616),
                     crop_pct=1.0)
 
-register_model("convmixer_1536_20", "convmixer", ConvMixer, _IMAGENET, dim=1536, depth=20, kernel_size=9,
-               patch_size=7)
-register_model("convmixer_768_32", "convmixer", ConvMixer, _IMAGENET, dim=768, depth=32, kernel_size=7,
-               patch_size=7, act_layer=nn.ReLU)
-register_model("convmixer_1024_20_ks9_p14", "convmixer", ConvMixer, _IMAGENET, dim=1024, depth=20, kernel_size=9,
-               patch_size=14)
-register_model("convmixer_256_8", "convmixer", ConvMixer, _CIFAR, dim=256, depth=8, kernel_size=5, patch_size=2,
-               num_classes=10)
+_DATA = {"convmixer_256_8": _CIFAR}  # the rest are ImageNet models
+
+for _name, _arch in CONVMIXER.items():
+    register_model(_name, "convmixer", ConvMixer, _DATA.get(_name, _IMAGENET), **_arch)

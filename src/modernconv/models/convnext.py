@@ -21,6 +21,7 @@ from ..layers import (CheckpointSequential, DepthwiseConv2d, DropPath, LayerNorm
                       fold_output_affine, layer_scale)
 from .hierarchical import HierarchicalConvNet
 from .isotropic import IsotropicConvNet
+from ..variants import CONVNEXT_ISOTROPIC, CONVNEXT_V1, CONVNEXT_V2
 from .registry import register_model
 
 
@@ -122,39 +123,9 @@ class ConvNeXtIsotropic(IsotropicConvNet):
         self.set_head(dim, num_classes, drop_rate)
 
 
-# name -> (depths, dims)
-CONVNEXT_V1 = {
-    "convnext_atto": ((2, 2, 6, 2), (40, 80, 160, 320)),
-    "convnext_femto": ((2, 2, 6, 2), (48, 96, 192, 384)),
-    "convnext_pico": ((2, 2, 6, 2), (64, 128, 256, 512)),
-    "convnext_nano": ((2, 2, 8, 2), (80, 160, 320, 640)),
-    "convnext_tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
-    "convnext_small": ((3, 3, 27, 3), (96, 192, 384, 768)),
-    "convnext_base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
-    "convnext_large": ((3, 3, 27, 3), (192, 384, 768, 1536)),
-    "convnext_xlarge": ((3, 3, 27, 3), (256, 512, 1024, 2048)),
-}
-CONVNEXT_V2 = {
-    "convnextv2_atto": ((2, 2, 6, 2), (40, 80, 160, 320)),
-    "convnextv2_femto": ((2, 2, 6, 2), (48, 96, 192, 384)),
-    "convnextv2_pico": ((2, 2, 6, 2), (64, 128, 256, 512)),
-    "convnextv2_nano": ((2, 2, 8, 2), (80, 160, 320, 640)),
-    "convnextv2_tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
-    "convnextv2_base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
-    "convnextv2_large": ((3, 3, 27, 3), (192, 384, 768, 1536)),
-    "convnextv2_huge": ((3, 3, 27, 3), (352, 704, 1408, 2816)),
-}
-# name -> (depth, dim)
-CONVNEXT_ISOTROPIC = {
-    "convnext_isotropic_small": (18, 384),
-    "convnext_isotropic_base": (18, 768),
-    "convnext_isotropic_large": (36, 1024),
-}
-
-for _name, (_depths, _dims) in CONVNEXT_V1.items():
-    register_model(_name, "convnext", ConvNeXt, depths=_depths, dims=_dims)
-for _name, (_depths, _dims) in CONVNEXT_V2.items():
-    register_model(_name, "convnextv2", ConvNeXt, depths=_depths, dims=_dims, use_grn=True,
-                   layer_scale_init_value=None)
-for _name, (_depth, _dim) in CONVNEXT_ISOTROPIC.items():
-    register_model(_name, "convnext_isotropic", ConvNeXtIsotropic, depth=_depth, dim=_dim)
+for _name, _arch in CONVNEXT_V1.items():
+    register_model(_name, "convnext", ConvNeXt, **_arch)
+for _name, _arch in CONVNEXT_V2.items():
+    register_model(_name, "convnextv2", ConvNeXt, **_arch, use_grn=True, layer_scale_init_value=None)
+for _name, _arch in CONVNEXT_ISOTROPIC.items():
+    register_model(_name, "convnext_isotropic", ConvNeXtIsotropic, **_arch)

@@ -21,6 +21,7 @@ from ..layers import (DILATED_BRANCHES, CheckpointSequential, DepthwiseConv2d, D
                       LayerNorm2d, Mlp, SqueezeExcite, bn_scale_shift, drop_path_rates, fold_bn, fold_output_affine,
                       layer_scale)
 from .hierarchical import HierarchicalConvNet
+from ..variants import UNIREPLKNET
 from .registry import register_model
 
 SMALL_KERNEL = 3  # SmaK blocks: a plain depthwise conv
@@ -150,18 +151,5 @@ def _check_kernel_sizes(depths: tuple[int, ...], kernel_sizes: Sequence[Sequence
     return table
 
 
-# name -> (depths, dims)
-UNIREPLKNET = {
-    "unireplknet_a": ((2, 2, 6, 2), (40, 80, 160, 320)),
-    "unireplknet_f": ((2, 2, 6, 2), (48, 96, 192, 384)),
-    "unireplknet_p": ((2, 2, 6, 2), (64, 128, 256, 512)),
-    "unireplknet_n": ((2, 2, 8, 2), (80, 160, 320, 640)),
-    "unireplknet_t": ((3, 3, 18, 3), (80, 160, 320, 640)),
-    "unireplknet_s": ((3, 3, 27, 3), (96, 192, 384, 768)),
-    "unireplknet_b": ((3, 3, 27, 3), (128, 256, 512, 1024)),
-    "unireplknet_l": ((3, 3, 27, 3), (192, 384, 768, 1536)),
-    "unireplknet_xl": ((3, 3, 27, 3), (256, 512, 1024, 2048)),
-}
-
-for _name, (_depths, _dims) in UNIREPLKNET.items():
-    register_model(_name, "unireplknet", UniRepLKNet, depths=_depths, dims=_dims)
+for _name, _arch in UNIREPLKNET.items():
+    register_model(_name, "unireplknet", UniRepLKNet, **_arch)

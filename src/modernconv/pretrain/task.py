@@ -67,12 +67,12 @@ class FCMAETask(Task):
         encoder = model.encoder
         save_checkpoint(model.encoder_state_dict(), ctx.run_dir / ENCODER_FILE, metadata={
             **self.metadata(), "model": encoder.model_name, "model_kwargs": encoder.model_kwargs,
-            "weights": "fcmae-encoder", "epoch": epoch, "train_loss": row["train_loss"]})
+            "weights": "fcmae-encoder", "epoch": row["epoch"], "train_loss": row["train_loss"]})
         if self.cfg.preview_images:
             images, mask = self._preview_batch(model, ctx.device)
             save_reconstruction_grid(model, images, mask, self.preprocessing.mean, self.preprocessing.std,
-                                     ctx.run_dir / PREVIEW_DIR / f"epoch_{epoch + 1:04d}.png",
-                                     title=f"{encoder.model_name} FCMAE, epoch {epoch + 1}")
+                                     ctx.run_dir / PREVIEW_DIR / f"epoch_{row['epoch']:04d}.png",
+                                     title=f"{encoder.model_name} FCMAE, epoch {row['epoch']}")
 
     def _preview_batch(self, model: FCMAE, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The same preview images and mask every epoch (the first held-out images, a mask from the seed)."""
