@@ -119,3 +119,12 @@ def test_bad_randaugment_policies_are_one_line(tmp_path, capsys, options, messag
     assert main(["train", f"--output={tmp_path / 'run'}", *QUICK, *options]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+def test_timms_randaugment_at_its_top_magnitude_never_asks_pillow_for_zero_bits():
+    from PIL import Image
+    from modernconv.data.transforms import timm_rand_augment
+    augment = timm_rand_augment("rand-m10-mstd0-inc1-n4", 32, (0.5, 0.5, 0.5))  # posterize at 0 bits, unclamped
+    image = Image.new("RGB", (32, 32), (120, 60, 200))
+    for _ in range(300):
+        augment(image)

@@ -16,6 +16,7 @@ from torchvision.transforms import v2
 from ..errors import ConfigError
 
 RANDAUGMENT_LEVELS = 10  # magnitudes 0..10 as in timm's "rand-m9" and the papers' recipes
+TIMM_SAFE_MAGNITUDE_MAX = 9.99  # timm's RandAugment clamps sampled magnitudes here instead of at 10 (see below)
 
 
 class MatchChannels(torch.nn.Module):
@@ -61,8 +62,11 @@ def timm_rand_augment(policy: str, img_size: int, mean: Sequence[float]) -> Call
         raise ConfigError(f"auto_augment {policy!r} needs timm: pip install timm (or use randaugment_magnitude)") from None
     fill = tuple(min(255, round(255 * m)) for m in mean[:3])  # images are RGB here, or "L" for one channel
     fill = fill[0] if len(fill) == 1 else fill
+    hparams = {"translate_const": int(img_size * 0.45), "img_mean": fill}
+    if "-mmax" not in policy:  # at timm's top level (10) posterize keeps 0 bits, which Pillow >= 9 refuses
+        hparams["magnitude_max"] = TIMM_SAFE_MAGNITUDE_MAX
     try:
-        return rand_augment_transform(policy, {"translate_const": int(img_size * 0.45), "img_mean": fill})
+        return rand_augment_transform(policy, hparams)
     except (ValueError, KeyError, AssertionError) as e:
         raise ConfigError(f"auto_augment {policy!r} is not a RandAugment policy timm reads ({e})") from None
 
