@@ -1,30 +1,26 @@
-"""Run configurations: typed records read from a YAML recipe plus ``--key value`` options.
+"""The run configurations: typed records whose fields are the recipe keys and ``--key`` options.
 
 A run's options are one flat set of keys: those every run shares (``RunConfig``: model, data, optimisation,
 execution, run folder) and those of its task beside them (``ClassificationOptions``, ``FCMAEOptions``).
-``TrainConfig`` and ``PretrainConfig`` join the two. Each field carries its help line and its allowed range
-or choices; validation, the command line's options and its ``--help`` all come from these definitions.
+``TrainConfig`` and ``PretrainConfig`` join the two. Each field carries its help line and its allowed range or
+choices; validation, the command line's options and its ``--help`` all come from these definitions.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import difflib
 import functools
-import math
 import os
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import yaml
 
-from .errors import ConfigError
-from .files import atomic_write_text
-from .optim import SCHEDULES
-from .runtime import PRECISIONS
+from ..errors import ConfigError
+from ..files import atomic_write_text
+from ..optim import SCHEDULES
+from ..runtime import PRECISIONS
 
 FCMAE_MODES = ("sparse", "masked")  # the fast path and the dense reference (same results)
 MAX_WORKERS = 256
@@ -237,168 +233,15 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
 
 
 @functools.cache
-def _fields(kind: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+def field_types(kind: type) -> dict[str, tuple[dataclasses.Field, Any]]:
     """Field name -> (field, resolved type) of config class ``kind``."""
     hints = typing.get_type_hints(kind)
     return {f.name: (f, hints[f.name]) for f in dataclasses.fields(kind)}
 
 
-def _plain_type(hint: Any) -> tuple[Any, bool]:
+def plain_type(hint: Any) -> tuple[Any, bool]:
     """(the type without ``| None``, whether None is allowed)."""
     if isinstance(hint, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return args[0], True
     return hint, False
-
-
-def _number(kind: type, value: Any) -> int | float:
-    number = float(value) if isinstance(value, str) else value
-    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
-        raise ValueError
-    if kind is int:
-        if float(number) != int(number):
-            raise ValueError
-        return int(number)
-    return float(number)
-
-
-def _items(value: Any) -> list:
-    """A tuple option's items from a list, a YAML list string ("[0.9, 0.95]") or "0.9,0.95" / "0.9 0.95"."""
-    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], str):
-        value = value[0]
-    if isinstance(value, str):
-        parsed = yaml.safe_load(value)
-        value = parsed if isinstance(parsed, list) else value.replace(",", " ").split()
-    if not isinstance(value, (list, tuple)):
-        raise ValueError
-    return list(value)
-
-
-def coerce(name: str, value: Any, kind: type[RunConfig] = TrainConfig) -> Any:
-    """Convert a YAML or command-line value to field ``name``'s type in config class ``kind``, or raise
-    ConfigError."""
-    hint, optional = _plain_type(_fields(kind)[name][1])
-    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
-        return None
-    try:
-        if hint is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
-                    raise ValueError
-                return value.lower() in ("true", "yes", "1")
-            if not isinstance(value, bool):
-                raise ValueError
-            return value
-        if typing.get_origin(hint) is tuple:
-            items, kinds = _items(value), typing.get_args(hint)
-            if len(items) != len(kinds):
-                raise ValueError
-            return tuple(_number(k, v) for k, v in zip(kinds, items))
-        if hint is dict:
-            value = yaml.safe_load(value) if isinstance(value, str) else value
-            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-                raise ValueError
-            return value
-        if hint in (int, float):
-            return _number(hint, value)
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ValueError
-        return str(value)
-    except (TypeError, ValueError, OverflowError, yaml.YAMLError):
-        raise ConfigError(f"{name}: cannot use {value!r} as {getattr(hint, '__name__', hint)}") from None
-
-
-# timm's train.py names that mean one of our options exactly (accepted on the command line and in recipes)
-TIMM_ALIASES = {"learning_rate": "lr", "drop_path": "drop_path_rate", "smoothing": "label_smoothing",
-                "reprob": "random_erasing", "opt_eps": "eps", "opt_betas": "betas", "model_ema_decay": "ema_decay",
-                "mixup_prob": "mix_prob", "mixup_switch_prob": "mix_switch_prob", "initial_checkpoint": "init",
-                "aa": "auto_augment"}
-# timm's names whose meaning needs another spelling here
-TIMM_HINTS = {"amp": "--precision bf16 (or fp16)", "amp_dtype": "--precision bf16 or --precision fp16",
-              "model_ema": "--ema-decay 0.9999",
-              "opt": "nothing: the optimizer is always AdamW", "num_classes": "nothing: the data sets the classes"}
-
-
-def check_key(key: Any, kind: type[RunConfig] = TrainConfig) -> str:
-    """The field name for option ``key`` ("--lr", "warmup-epochs", timm's "--smoothing", ...), or a ConfigError
-    that suggests close names, says what a timm flag is called here, or which task the option belongs to."""
-    if not isinstance(key, str):
-        raise ConfigError(f"option names must be text, got {key!r}")
-    name = key.lstrip("-").replace("-", "_")
-    name = TIMM_ALIASES.get(name, name)
-    if name in _fields(kind):
-        return name
-    if name in TIMM_HINTS:
-        raise ConfigError(f"unknown option {name!r}; timm's --{name.replace('_', '-')} is {TIMM_HINTS[name]} here")
-    if any(name in _fields(other) for other in CONFIG_KINDS):
-        raise ConfigError(f"{name} does not apply to {kind.TASK}; remove it from the recipe")
-    close = difflib.get_close_matches(name, list(_fields(kind)), n=3)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise ConfigError(f"unknown option {name!r}{hint}")
-
-
-def _read_recipe(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"recipe {str(path)!r} does not exist")
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError:
-        raise ConfigError(f"recipe {path} is not UTF-8 text") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"recipe {path} must be a mapping of option: value")
-    return loaded
-
-
-def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
-                kind: type[RunConfig] = TrainConfig) -> RunConfig:
-    """A validated config of class ``kind`` (default TrainConfig) from a YAML recipe (optional) with
-    ``overrides`` applied on top."""
-    values: dict[str, Any] = {}
-    if recipe is not None:
-        values.update({check_key(k, kind): v for k, v in _read_recipe(Path(recipe)).items()})
-    values.update({check_key(k, kind): v for k, v in (overrides or {}).items()})
-    return kind(**{k: coerce(k, v, kind) for k, v in values.items()}).validate()
-
-
-def _type_name(hint: Any) -> str:
-    plain, optional = _plain_type(hint)
-    if typing.get_origin(plain) is tuple:
-        name = " ".join(a.__name__ for a in typing.get_args(plain))
-    else:
-        name = {dict: "YAML"}.get(plain, getattr(plain, "__name__", str(plain)))
-    return name + (" | none" if optional else "")
-
-
-def option_rows(kind: type[RunConfig]) -> list[tuple[str, str, str, str]]:
-    """(option, type, default, help) of every field of ``kind``: the CLI's help and the README's table."""
-    rows = []
-    for name, (f, hint) in _fields(kind).items():
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        shown = "none" if default is None else " ".join(map(str, default)) if isinstance(default, tuple) else default
-        text = f.metadata["help"] + (f" (one of: {', '.join(f.metadata['choices'])})" if f.metadata["choices"] else "")
-        rows.append((f"--{name.replace('_', '-')}", _type_name(hint), str(shown), text))
-    return rows
-
-
-def add_config_options(parser: argparse.ArgumentParser, kind: type[RunConfig]) -> None:
-    """One ``--key`` option per field of ``kind`` (help, type and default from its definition). Given options
-    land in the namespace as strings under the field's name; absent ones are absent (the recipe or the
-    default applies)."""
-    group = parser.add_argument_group(f"{kind.TASK} options (also YAML keys of a recipe)")
-    for (flag, type_name, default, text), (name, (_, hint)) in zip(option_rows(kind), _fields(kind).items()):
-        plain, _ = _plain_type(hint)
-        extra: dict[str, Any] = {}
-        if plain is bool:
-            extra = dict(nargs="?", const="true")
-        elif typing.get_origin(plain) is tuple:
-            extra = dict(nargs="+")
-        aliases = [f"--{alias.replace('_', '-')}" for alias, target in TIMM_ALIASES.items() if target == name]
-        group.add_argument(flag, *aliases, dest=name, default=argparse.SUPPRESS,
-                           metavar=type_name.split()[0].upper(), help=f"{text} [default: {default}]", **extra)
-
-
-def overrides_from(namespace: argparse.Namespace, kind: type[RunConfig]) -> dict[str, Any]:
-    """The config options given on the command line (see ``add_config_options``)."""
-    return {k: v for k, v in vars(namespace).items() if k in _fields(kind)}
