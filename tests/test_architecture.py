@@ -19,7 +19,7 @@ LAYERS = (
     ("models",),
     ("conversion", "config"),
     ("engine", "analysis"),
-    ("pretrain",),
+    ("pretrain", "experiments"),
     ("cli", "__init__"),
     ("__main__",),
 )

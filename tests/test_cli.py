@@ -21,7 +21,7 @@ def run(capsys, *argv):
 def test_models_lists_and_filters(capsys):
     code, out, _ = run(capsys, "models", "convnextv2_*")
     assert code == 0 and out.split() == modernconv.list_models("convnextv2_*")
-    code, _, err = run(capsys, "models", "resnet*")
+    code, _, err = run(capsys, "models", "vit*")
     assert code == 2 and err.count("\n") == 1
 
 

@@ -151,9 +151,9 @@ def test_every_recipe_is_valid(recipe):
 
 def test_schedule_and_precision_names_are_checked_everywhere():
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    with pytest.raises(ConfigError, match="sched must be one of cosine, onecycle, got 'linear'"):
+    with pytest.raises(ConfigError, match="sched must be one of cosine, onecycle, step, got 'linear'"):
         build_scheduler(optimizer, 10, 1, 1.0, 0.0, "linear")
-    with pytest.raises(ConfigError, match="sched must be one of cosine, onecycle, got 'linear'"):
+    with pytest.raises(ConfigError, match="sched must be one of cosine, onecycle, step, got 'linear'"):
         load_config(None, {"sched": "linear"})
     with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, fp16, got 'fp8'"):
         load_config(None, {"precision": "fp8"})
@@ -193,4 +193,5 @@ def test_help_lists_every_option_with_type_and_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for field in dataclasses.fields(TrainConfig):
         assert f"--{field.name.replace('_', '-')}" in text
-    assert "learning-rate schedule, stepped per optimizer step (one of: cosine, onecycle) [default: cosine]" in text
+    assert ("learning-rate schedule, stepped per optimizer step (step: x0.1 after each third, ResNet's) "
+            "(one of: cosine, onecycle, step) [default: cosine]") in text

@@ -13,18 +13,19 @@ from .errors import CheckpointError, ConfigError, InputShapeError, ModelNotFound
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from .checkpoint import load_checkpoint, save_checkpoint
-    from .models import DataConfig, ModernConvNet, create_model, list_models
+    from .models import DataConfig, ModernConvNet, create_model, list_models, roadmap_steps
     from .pretrain import FCMAE
     from .reparam import reparameterize
 
 _LAZY = {"load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint", "DataConfig": "models",
-         "ModernConvNet": "models", "create_model": "models", "list_models": "models", "FCMAE": "pretrain",
+         "ModernConvNet": "models", "create_model": "models", "list_models": "models", "roadmap_steps": "models",
+         "FCMAE": "pretrain",
          "reparameterize": "reparam"}
 
 __version__ = version("modernconv")
 __all__ = ["CheckpointError", "ConfigError", "DataConfig", "FCMAE", "InputShapeError", "ModelNotFoundError",
            "ModernConvNet", "UserError", "create_model", "list_models", "load_checkpoint", "reparameterize",
-           "save_checkpoint"]
+           "roadmap_steps", "save_checkpoint"]
 
 
 def __getattr__(name: str) -> Any:

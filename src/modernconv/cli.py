@@ -10,6 +10,8 @@ examples:
   modernconv eval --checkpoint runs/exp1/best.safetensors --data /data/pets
   modernconv predict --checkpoint runs/exp1/best.safetensors cat.jpg dog.png
   modernconv pretrain -c configs/fcmae_digits.yaml     FCMAE pre-training
+  modernconv roadmap --list                            the ResNet-50 -> ConvNeXt-T steps: params, GMACs
+  modernconv roadmap --epochs 10 --output runs/roadmap every step trained on the digits, table and chart
   modernconv convert weights.pth weights.safetensors --reparameterize
 
 `modernconv COMMAND --help` explains each command and lists its options with their defaults.
@@ -166,6 +168,41 @@ def cmd_pretrain(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_roadmap(args: argparse.Namespace, extra: list[str]) -> int:
+    from .config import TrainConfig, load_config
+    from .experiments.roadmap import MODERN_RECIPE, check_steps, run_roadmap, step_costs
+
+    steps = check_steps(args.track, args.steps.split(",") if args.steps else None)
+    if args.list:
+        costs = step_costs(args.track, steps=steps)
+        if args.json:
+            print(json.dumps([dict(step=c.step, params=c.params, gmacs=c.gmacs, paper_gflops=c.paper_gflops)
+                              for c in costs]))
+            return 0
+        for c in costs:
+            paper = f"{c.paper_gflops:6.2f}" if c.paper_gflops is not None else "     -"
+            print(f"{c.step:24s} {c.params / 1e6:7.2f}M params  {c.gmacs:6.2f} GMACs  paper {paper} GFLOPs")
+        return 0
+    if extra:
+        raise UserError(f"unexpected argument {extra[0]!r}; options take the form --key value")
+    from .config import overrides_from
+
+    overrides = overrides_from(args, TrainConfig)
+    refused = sorted({"model", "resume", "init"} & set(overrides))
+    if refused:
+        raise UserError(f"roadmap does not take --{refused[0]}: it trains the track's steps (--track, --steps) "
+                        "and resumes by itself when run again")
+    if "output" not in overrides:
+        raise UserError("roadmap needs --output DIR (running it again with the same DIR skips finished steps)")
+    cfg = load_config(args.config, overrides, TrainConfig, defaults=MODERN_RECIPE)
+    table = run_roadmap(cfg, cfg.output, args.track, steps, args.repeats)
+    if table:
+        best = max(table, key=lambda r: r["top1"])
+        print(f"wrote {Path(cfg.output) / 'roadmap.csv'} and roadmap.png; best: {best['step']} "
+              f"{best['top1']:.2f}% top-1")
+    return 0
+
+
 def cmd_collapse(args: argparse.Namespace) -> int:
     from .analysis.collapse import checkpoint_curves, write_collapse_csv
     from .plots import plot_collapse
@@ -241,15 +278,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _add_run_parser(sub: argparse._SubParsersAction, name: str, func: Callable[..., int], with_options: bool,
-                    help_text: str, description: str) -> None:
+                    help_text: str, description: str) -> argparse.ArgumentParser:
     """A subcommand run from a YAML recipe (``-c``) plus ``--key value`` options, one per config field (added
     only when this is the command being parsed: they need the config definitions, hence torch)."""
     p = sub.add_parser(name, help=help_text, description=description, allow_abbrev=False)
     p.add_argument("-c", "--config", help="YAML recipe; --key value options override it")
     if with_options:
         from .config import PretrainConfig, TrainConfig, add_config_options
-        add_config_options(p, {"train": TrainConfig, "pretrain": PretrainConfig}[name])
+        add_config_options(p, {"train": TrainConfig, "pretrain": PretrainConfig, "roadmap": TrainConfig}[name])
     p.set_defaults(func=func, takes_extra=True)
+    return p
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -319,6 +357,20 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                     "`--output DIR --resume` continues a run. Writes encoder.safetensors (loads with "
                     "create_model(..., pretrained=) and `train --init`) and a reconstruction grid per epoch. "
                     "See configs/fcmae_*.yaml.")
+    p = _add_run_parser(sub, "roadmap", cmd_roadmap, command == "roadmap",
+                        "the ResNet-50 -> ConvNeXt-T design roadmap: costs, or every step trained",
+                        "With --list: parameters and GMACs of every step of the ConvNeXt paper's design roadmap next "
+                        "to the paper's GFLOPs. Otherwise train every step (or --steps) on DATA with one recipe (the "
+                        "first step with ResNet's SGD recipe, the others with the modern one: the given options over "
+                        "drop path 0.1, layer scale 1e-6, label smoothing 0.1, RandAugment m5, random erasing 0.1) "
+                        "and write OUTPUT/roadmap.csv and roadmap.png; each step is a run folder OUTPUT/STEP/seedN. "
+                        "Rerunning skips finished runs and resumes an interrupted one.")
+    p.add_argument("--list", action="store_true", help="print each step's parameters and GMACs and stop")
+    p.add_argument("--json", action="store_true", help="with --list: a JSON list")
+    p.add_argument("--track", default="resnet50_to_convnext_t",
+                   help="resnet50_to_convnext_t (default) or resnet200_to_convnext_b")
+    p.add_argument("--steps", help="comma-separated steps to train (default: all, in the roadmap's order)")
+    p.add_argument("--repeats", type=int, default=1, help="runs per step, seeds SEED, SEED+1, ... (default 1)")
 
     p = sub.add_parser("collapse", help="per-block feature-collapse scores of checkpoints (CSV + PNG)",
                        description="The ConvNeXt V2 paper's feature-collapse score of every block's expansion-MLP "

@@ -101,3 +101,35 @@ def plot_reconstructions(rows: Sequence[torch.Tensor], mean: Sequence[float], st
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path, dpi=80)
+
+
+def plot_roadmap(table: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
+    """The design roadmap in the style of the ConvNeXt paper's Figure 2: one horizontal bar per step (top to
+    bottom) of mean top-1 with its spread, the GMACs written beside it; side branches (kernel sizes not taken
+    further) in grey, the paper's ImageNet top-1 as a second axis where the table has it."""
+    steps = [r["step"] for r in table]
+    y = list(range(len(steps)))[::-1]
+    fig = Figure(figsize=(8, 0.42 * len(steps) + 2), layout="constrained")
+    ax = fig.subplots()
+    colours = ["#b0b0b0" if r.get("side_branch") else "#4878a8" for r in table]
+    ax.barh(y, [r["top1"] for r in table], xerr=[r["top1_std"] for r in table], color=colours, capsize=3,
+            height=0.7, label="this run (mean, bars: spread)")
+    low = min(r["top1"] - r["top1_std"] for r in table)
+    high = max(r["top1"] + r["top1_std"] for r in table)
+    margin = max(1.0, (high - low) * 0.15)
+    ax.set_xlim(max(0.0, low - margin), min(100.0, high + 3 * margin))
+    for yi, r in zip(y, table):
+        ax.text(r["top1"] + r["top1_std"] + margin * 0.2, yi, f"{r['top1']:.1f}%  {r['gmacs_224']:.2f} GMACs",
+                va="center", fontsize=8)
+    ax.set_yticks(y, steps)
+    ax.set_xlabel("top-1 accuracy (%); GMACs at 224x224")
+    ax.grid(axis="x", alpha=0.3)
+    if any(r.get("paper_top1") is not None for r in table):
+        paper = ax.twiny()
+        points = [(r["paper_top1"], yi) for yi, r in zip(y, table) if r.get("paper_top1") is not None]
+        paper.plot([p[0] for p in points], [p[1] for p in points], "D", color="#d0702c", markersize=5,
+                   label="paper, ImageNet-1K")
+        paper.set_xlabel("paper's ImageNet-1K top-1 (%)", color="#d0702c")
+    fig.suptitle("ResNet -> ConvNeXt design roadmap")
+    fig.legend(loc="outside lower center", ncol=2, fontsize=8)
+    save_figure(fig, path)

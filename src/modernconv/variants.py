@@ -49,9 +49,14 @@ CONVMIXER = {  # ConvMixer-h/d: dim h, depth d, kernel, patch, activation
     "convmixer_1024_20_ks9_p14": dict(dim=1024, depth=20, kernel_size=9, patch_size=14, act="gelu"),
     "convmixer_256_8": dict(dim=256, depth=8, kernel_size=5, patch_size=2, act="gelu", num_classes=10),  # CIFAR
 }
+ROADMAP = {  # the ConvNeXt paper's design roadmap: the ResNet it starts from, the ConvNeXt it ends at
+    "resnet50_to_convnext_t": dict(resnet_depths=(3, 4, 6, 3), depths=(3, 3, 9, 3), width=96),
+    "resnet200_to_convnext_b": dict(resnet_depths=(3, 24, 36, 3), depths=(3, 3, 27, 3), width=128),
+}
 
 FAMILIES = {"convnext": CONVNEXT_V1, "convnextv2": CONVNEXT_V2, "convnext_isotropic": CONVNEXT_ISOTROPIC,
-            "unireplknet": UNIREPLKNET, "convmixer": CONVMIXER}
+            "unireplknet": UNIREPLKNET, "convmixer": CONVMIXER,
+            "roadmap": ROADMAP}
 
 
 def list_variants(pattern: str = "*") -> list[tuple[str, str]]:

@@ -17,10 +17,13 @@ class KeyFormat:
     name: str
     signature: str
     rules: tuple[tuple[str, Any], ...] = ()  # (pattern, replacement string or function)
+    target: str | None = None  # a layout meant for one kind of model only: a key its models have
 
-    def matches(self, keys: list[str]) -> bool:
-        pattern = re.compile(self.signature)
-        return any(pattern.search(k) for k in keys)
+    def matches(self, keys: list[str], target_keys: list[str] | None = None) -> bool:
+        """Whether ``keys`` are in this layout (and, for a model-specific one, ``target_keys`` are its model's)."""
+        if self.target is not None and not _any_match(self.target, target_keys or []):
+            return False
+        return _any_match(self.signature, keys)
 
     def rename(self, key: str) -> str:
         for pattern, repl in self.rules:
@@ -60,6 +63,25 @@ _UNIREPLKNET_BLOCK = (
 )
 
 
+def _any_match(pattern: str, keys: list[str]) -> bool:
+    compiled = re.compile(pattern)
+    return any(compiled.search(k) for k in keys)
+
+
+def _torchvision_resnet_rules() -> tuple[tuple[str, Any], ...]:
+    """torchvision's ResNet (conv1, bn1, layerN.j, fc) -> the roadmap models' first steps."""
+    def block(part: str) -> Callable[[re.Match], str]:
+        return lambda m: f"stages.{int(m['stage']) - 1}.blocks.{m['block']}.{part}"
+    layer = r"^layer(?P<stage>\d)\.(?P<block>\d+)\."
+    return ((r"^conv1\.", "stem.0."), (r"^bn1\.", "stem.1."), (r"^fc\.", "head.fc."),
+            (layer + r"bn(?P<k>\d)\.", lambda m: block(f"norm{m['k']}.")(m)), (layer, block("")))
+
+
+# a ConvNeXt block (ours/timm's) -> the roadmap's last step, whose blocks name their layers conv1..3, norm1
+_CONVNEXT_AS_ROADMAP = ((r"\.conv_dw\.", ".conv1."), (r"(?P<block>\.blocks\.\d+)\.norm\.", r"\g<block>.norm1."),
+                        (r"\.mlp\.fc1\.", ".conv2."), (r"\.mlp\.fc2\.", ".conv3."))
+
+
 def _official_hierarchical_rules(block_rules: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
     """The authors' ConvNeXt-style layout (downsample_layers, stages.i.j, norm, head) with ``block_rules``."""
     block = tuple((r"^stages\.(?P<stage>\d+)\.(?P<block>\d+)" + p, r"stages.\g<stage>.blocks.\g<block>" + r)
@@ -93,10 +115,14 @@ FORMATS: tuple[KeyFormat, ...] = (
     KeyFormat("convmixer-official", r"^\d+\.0\.fn\.0\.weight$",
               ((r"^(?P<layer>[02])\.", r"stem.\g<layer>."), (r"^\d+\.(?P<param>weight|bias)$", r"head.fc.\g<param>"))
               + _convmixer_rules(r"^(?P<index>\d+)", 3)),
+    KeyFormat("torchvision-resnet", r"^layer1\.0\.conv1\.weight$", _torchvision_resnet_rules()),
+    KeyFormat("convnext as roadmap", r"^stages\.\d+\.blocks\.\d+\.conv_dw\.weight$", _CONVNEXT_AS_ROADMAP,
+              target=r"^stages\.\d+\.blocks\.\d+\.conv1\.weight$"),
 )
 NATIVE = KeyFormat("modernconv/timm", r"")
 
 
-def detect_format(keys: list[str]) -> KeyFormat:
-    """The first known foreign layout whose signature appears in ``keys``; else ours (= timm's)."""
-    return next((f for f in FORMATS if f.matches(keys)), NATIVE)
+def detect_format(keys: list[str], target_keys: list[str] | None = None) -> KeyFormat:
+    """The first known foreign layout whose signature appears in ``keys`` (and that suits a model with
+    ``target_keys``, for a model-specific one); else ours (= timm's)."""
+    return next((f for f in FORMATS if f.matches(keys, target_keys)), NATIVE)

@@ -51,7 +51,7 @@ def to_our_names(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor
     if pretraining:
         source = fcmae_encoder(source)
         notes.append("FCMAE pre-training checkpoint: loaded its encoder, left out its decoder")
-    fmt = detect_format(list(source))
+    fmt = detect_format(list(source), list(target or {}))
     layout = f"FCMAE encoder, {fmt.name}" if pretraining else fmt.name
     return {fmt.rename(k): v for k, v in source.items()}, layout, notes
 

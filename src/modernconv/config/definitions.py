@@ -19,7 +19,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..files import atomic_write_text
-from ..optim import SCHEDULES
+from ..optim import OPTIMIZERS, SCHEDULES
 from ..runtime import PRECISIONS
 
 FCMAE_MODES = ("sparse", "masked")  # the fast path and the dense reference (same results)
@@ -84,8 +84,11 @@ class RunConfig:
     lr_base_batch: int | None = option(None, "scale lr by global batch / this (none = no scaling)", check=">=1")
     min_lr: float = option(1e-6, "learning rate at the end of the cosine schedule", check=">=0")
     warmup_epochs: float = option(1.0, "linear warm-up epochs (onecycle: epochs to the peak)", check=">=0")
-    sched: str = option("cosine", "learning-rate schedule, stepped per optimizer step", choices=SCHEDULES)
-    weight_decay: float = option(0.05, "AdamW weight decay (none on biases, norms, layer scale, GRN)", check=">=0")
+    sched: str = option("cosine", "learning-rate schedule, stepped per optimizer step (step: x0.1 after each "
+                                  "third, ResNet's)", choices=SCHEDULES)
+    opt: str = option("adamw", "optimizer: AdamW (the papers') or SGD with momentum (ResNet's)", choices=OPTIMIZERS)
+    momentum: float = option(0.9, "SGD momentum", check="[0,1)")
+    weight_decay: float = option(0.05, "weight decay (none on biases, norms, layer scale, GRN)", check=">=0")
     betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas: beta1 beta2", check="[0,1)")
     eps: float = option(1e-8, "AdamW epsilon", check=">0")
     clip_grad: float | None = option(None, "clip the gradient norm to this (none = no clipping)", check=">0")

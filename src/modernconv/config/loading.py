@@ -80,7 +80,7 @@ TIMM_ALIASES = {"learning_rate": "lr", "drop_path": "drop_path_rate", "smoothing
 # timm's names whose meaning needs another spelling here
 TIMM_HINTS = {"amp": "--precision bf16 (or fp16)", "amp_dtype": "--precision bf16 or --precision fp16",
               "model_ema": "--ema-decay 0.9999",
-              "opt": "nothing: the optimizer is always AdamW", "num_classes": "nothing: the data sets the classes"}
+              "num_classes": "nothing: the data sets the classes"}
 
 
 def check_key(key: Any, kind: type[RunConfig] = TrainConfig) -> str:
@@ -116,10 +116,10 @@ def _read_recipe(path: Path) -> dict:
 
 
 def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
-                kind: type[RunConfig] = TrainConfig) -> RunConfig:
+                kind: type[RunConfig] = TrainConfig, defaults: dict[str, Any] | None = None) -> RunConfig:
     """A validated config of class ``kind`` (default TrainConfig) from a YAML recipe (optional) with
-    ``overrides`` applied on top."""
-    values: dict[str, Any] = {}
+    ``overrides`` applied on top; ``defaults`` replace the class's own defaults beneath both."""
+    values: dict[str, Any] = dict(defaults or {})
     if recipe is not None:
         values.update({check_key(k, kind): v for k, v in _read_recipe(Path(recipe)).items()})
     values.update({check_key(k, kind): v for k, v in (overrides or {}).items()})

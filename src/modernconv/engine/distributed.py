@@ -26,6 +26,11 @@ class DistInfo:
         return self.rank == 0
 
 
+def launch_rank() -> int:
+    """This process's rank as torchrun set it in the environment (0 when run alone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_distributed(device_type: str) -> DistInfo:
     """Join the process group torchrun describes in the environment (gloo on CPU, nccl on CUDA)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

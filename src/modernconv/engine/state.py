@@ -99,11 +99,9 @@ def _read_state(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def load_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                   scaler: torch.amp.GradScaler, ema: nn.Module | None) -> tuple[Progress, list[dict[str, Any]]]:
-    """Restore a run saved by ``save_run_state`` from state.pt, or from state.prev.pt when a kill landed in the
-    middle of a save: returns its progress and the RNG states it saved, one per process in rank order (for the
-    caller to restore its own)."""
+def _matching_state(run_dir: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The training state that belongs to last.safetensors (state.pt, or state.prev.pt when a kill landed in the
+    middle of a save) and those weights."""
     last_path = run_dir / LAST_FILE
     if not last_path.is_file():
         raise CheckpointError(f"{run_dir} has no checkpoint to resume from ({LAST_FILE} is missing)")
@@ -113,11 +111,25 @@ def load_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optim
     for name in (STATE_FILE, PREVIOUS_STATE_FILE):
         state = _read_state(run_dir / name)
         if state is not None and str(state["progress"]["global_step"]) == step:
-            break
+            return state, weights
         found.append(f"{name}: {'step ' + str(state['progress']['global_step']) if state else 'missing or unreadable'}")
-    else:
-        raise CheckpointError(f"{run_dir}: no training state belongs to {LAST_FILE} (step {step}; "
-                              f"{', '.join(found)}); start the run again in a new folder")
+    raise CheckpointError(f"{run_dir}: no training state belongs to {LAST_FILE} (step {step}; "
+                          f"{', '.join(found)}); start the run again in a new folder")
+
+
+def saved_progress(run_dir: Path) -> Progress | None:
+    """How far the run saved in ``run_dir`` has come (None when the folder holds no run)."""
+    if not has_saved_run(run_dir):
+        return None
+    return Progress(**_matching_state(run_dir)[0]["progress"])
+
+
+def load_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                   scaler: torch.amp.GradScaler, ema: nn.Module | None) -> tuple[Progress, list[dict[str, Any]]]:
+    """Restore a run saved by ``save_run_state`` (see ``_matching_state``): returns its progress and the RNG
+    states it saved, one per process in rank order (for the caller to restore its own)."""
+    state, weights = _matching_state(run_dir)
+    last_path = run_dir / LAST_FILE
     progress = Progress(**state["progress"])
     try:
         model.load_state_dict(weights)

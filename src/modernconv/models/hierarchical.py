@@ -17,12 +17,12 @@ class HierarchicalConvNet(ModernConvNet):
     trunc_normal_init = True
 
     def init_body(self, stages: Sequence[nn.Module], dims: Sequence[int], num_classes: int,
-                  drop_rate: float) -> None:
+                  drop_rate: float, use_norm: bool = True) -> None:
         """Attach ``stages`` and the head, describe the stage features and initialise every weight."""
         self.stages = nn.Sequential(*stages)
         self.feature_info = [dict(num_chs=dim, reduction=4 * 2 ** i, module=f"stages.{i}")
                              for i, dim in enumerate(dims)]
-        self.set_head(dims[-1], num_classes, drop_rate)
+        self.set_head(dims[-1], num_classes, drop_rate, use_norm)
 
     def feature_stages(self) -> Sequence[nn.Module]:
         return list(self.stages)

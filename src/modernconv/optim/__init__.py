@@ -1,7 +1,7 @@
-"""Optimisation: AdamW with the papers' parameter groups and layer-wise lr decay, and the lr schedules."""
+"""Optimisation: AdamW (or SGD) with the papers' parameter groups and layer-wise lr decay, and the lr schedules."""
 from .layer_decay import layer_ids
-from .optimizer import build_optimizer, can_fuse, param_groups
-from .schedule import SCHEDULES, build_scheduler, one_cycle_factor, warmup_cosine_factor
+from .optimizer import OPTIMIZERS, build_optimizer, can_fuse, param_groups
+from .schedule import SCHEDULES, build_scheduler, one_cycle_factor, step_decay_factor, warmup_cosine_factor
 
-__all__ = ["SCHEDULES", "build_optimizer", "build_scheduler", "can_fuse", "layer_ids", "one_cycle_factor",
-           "param_groups", "warmup_cosine_factor"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "build_optimizer", "build_scheduler", "can_fuse", "layer_ids",
+           "one_cycle_factor", "param_groups", "step_decay_factor", "warmup_cosine_factor"]

@@ -1,9 +1,11 @@
-"""AdamW with the papers' parameter groups: no weight decay on 1-D parameters, layer-wise lr decay."""
+"""AdamW (or SGD, ResNet's) with the papers' parameter groups: no weight decay on 1-D parameters, layer-wise
+lr decay."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .layer_decay import layer_ids
 
 
@@ -37,11 +39,20 @@ def can_fuse(params: list[torch.Tensor]) -> bool:
     return len(types) == 1 and types <= set(FUSED_DEVICES) and all(p.is_floating_point() for p in params)
 
 
+OPTIMIZERS = ("adamw", "sgd")
+
+
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
-                    eps: float = 1e-8, layer_decay: float | None = None) -> torch.optim.AdamW:
-    """AdamW over ``param_groups``; each group's lr is ``lr * lr_scale``; fused where ``can_fuse``."""
+                    eps: float = 1e-8, layer_decay: float | None = None, opt: str = "adamw",
+                    momentum: float = 0.9) -> torch.optim.Optimizer:
+    """AdamW (or, for ``opt="sgd"``, SGD with ``momentum``) over ``param_groups``; each group's lr is
+    ``lr * lr_scale``; fused where ``can_fuse``."""
+    if opt not in OPTIMIZERS:
+        raise ConfigError(f"opt must be one of {', '.join(OPTIMIZERS)}, got {opt!r}")
     groups = param_groups(model, weight_decay, layer_decay)
     for group in groups:
         group["lr"] = lr * group["lr_scale"]
-    fused = can_fuse([p for group in groups for p in group["params"]])
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused or None)
+    fused = can_fuse([p for group in groups for p in group["params"]]) or None
+    if opt == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused)

@@ -1,5 +1,5 @@
 """Learning-rate schedules stepped once per optimizer step: linear warm-up then cosine decay (ConvNeXt,
-UniRepLKNet), or ConvMixer's one-cycle (linear up to the peak, linear down to zero)."""
+UniRepLKNet), ConvMixer's one-cycle (linear up to the peak, linear down to zero), or ResNet's step decay."""
 from __future__ import annotations
 
 import math
@@ -27,6 +27,19 @@ def one_cycle_factor(step: int, total_steps: int, peak_step: int) -> float:
     return max(0.0, (total_steps - step) / max(1, total_steps - peak_step))
 
 
+def step_decay_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warm-up, then 1, 0.1 and 0.01 over the three thirds of the rest: the classic ResNet schedule
+    (x0.1 at epochs 30 and 60 of 90) at any length."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.1 ** min(2, int(3 * progress))
+
+
+def _step_decay(total_steps: int, warmup_steps: int, lr: float, min_lr: float) -> Callable[[int], float]:
+    return lambda step: step_decay_factor(step, total_steps, warmup_steps)
+
+
 def _one_cycle(total_steps: int, warmup_steps: int, lr: float, min_lr: float) -> Callable[[int], float]:
     return lambda step: one_cycle_factor(step, total_steps, max(1, warmup_steps))
 
@@ -38,13 +51,14 @@ def _warmup_cosine(total_steps: int, warmup_steps: int, lr: float, min_lr: float
 
 # schedule name -> (total steps, warm-up steps, lr, min lr) -> lr multiplier per step
 SCHEDULES: dict[str, Callable[[int, int, float, float], Callable[[int], float]]] = {
-    "cosine": _warmup_cosine, "onecycle": _one_cycle}
+    "cosine": _warmup_cosine, "onecycle": _one_cycle, "step": _step_decay}
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, lr: float,
                     min_lr: float, kind: str = "cosine") -> torch.optim.lr_scheduler.LambdaLR:
-    """A LambdaLR (its state saves and resumes with the run): ``warmup_cosine_factor`` or, for "onecycle",
-    ``one_cycle_factor`` peaking after the warm-up steps. An unknown ``kind`` is a ConfigError."""
+    """A LambdaLR (its state saves and resumes with the run): ``warmup_cosine_factor``, for "onecycle"
+    ``one_cycle_factor`` peaking after the warm-up steps, or for "step" ``step_decay_factor``. An unknown
+    ``kind`` is a ConfigError."""
     if kind not in SCHEDULES:
         raise ConfigError(f"sched must be one of {', '.join(SCHEDULES)}, got {kind!r}")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, SCHEDULES[kind](total_steps, warmup_steps, lr, min_lr))
