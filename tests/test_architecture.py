@@ -18,7 +18,7 @@ LAYERS = (
     ("layers", "checkpoint", "reparam", "optim", "data"),
     ("models",),
     ("conversion", "config"),
-    ("engine", "analysis"),
+    ("engine", "analysis", "deploy"),
     ("pretrain", "experiments"),
     ("cli", "__init__"),
     ("__main__",),

@@ -13,6 +13,8 @@ examples:
   modernconv roadmap --list                            the ResNet-50 -> ConvNeXt-T steps: params, GMACs
   modernconv roadmap --epochs 10 --output runs/roadmap every step trained on the digits, table and chart
   modernconv convert weights.pth weights.safetensors --reparameterize
+  modernconv export runs/exp1/best.safetensors model.onnx   deploy form, checked in onnxruntime
+  modernconv erf runs/exp1/best.safetensors --output runs/erf   effective receptive field: heat map, area ratios
 
 `modernconv COMMAND --help` explains each command and lists its options with their defaults.
 """
@@ -219,6 +221,45 @@ def cmd_collapse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_or_checkpoint(name_or_file: str, checkpoint: str | None, device: Any, **kwargs: Any) -> Any:
+    """A registered model name (built with ``kwargs``; weights from ``checkpoint``, any format, else its fresh
+    initialisation), or one of our checkpoint files alone, rebuilt with the preprocessing it records."""
+    from .conversion import model_from_checkpoint
+    from .models import create_model
+
+    path = Path(name_or_file)
+    if not path.is_file():
+        if path.is_dir() or path.suffix in (".safetensors", ".pth", ".pt", ".bin") or os.sep in name_or_file:
+            raise UserError(f"{name_or_file}: {'a folder, not a' if path.is_dir() else 'no such'} checkpoint file")
+        return create_model(name_or_file, pretrained=checkpoint, **kwargs).to(device)
+    if checkpoint:
+        raise UserError(f"{name_or_file} is a checkpoint file: give --checkpoint with a model name, or a checkpoint "
+                        "file alone")
+    model, info = model_from_checkpoint(name_or_file, device)
+    model.data_config = info.preprocessing  # measure with the preprocessing it was trained with
+    return model
+
+
+def cmd_erf(args: argparse.Namespace) -> int:
+    from .analysis.collapse import held_out_images
+    from .analysis.erf import measure_erf, write_erf
+    from .plots import plot_erf
+    from .runtime import resolve_device
+
+    paths = [_free_path(str(Path(args.output) / name), args.force) for name in ("erf.png", "erf.json", "erf.npy")]
+    model = _model_or_checkpoint(args.model, args.checkpoint, resolve_device(args.device))
+    batches = held_out_images(args.data, model, args.images, args.img_size, args.batch_size)
+    weights = args.checkpoint or (args.model if args.model != model.model_name else None)
+    result = measure_erf(model, batches, label=f"{model.model_name} ({weights})" if weights else model.model_name)
+    write_erf(result, paths[1], paths[2])
+    plot_erf([result], paths[0], title=f"effective receptive field, {model.model_name}")
+    print(f"{result.label}: high-contribution area ratio "
+          + ", ".join(f"{t:.0%} {r:.4f}" for t, r in result.ratios.items())
+          + f" ({result.images} images, {result.input_size[0]}x{result.input_size[1]})")
+    print(f"wrote {paths[0]}, {paths[1].name} and {paths[2].name}")
+    return 0
+
+
 def _free_path(path: str, force: bool) -> Path:
     """``path`` for a file about to be written: an existing file is only replaced with ``--force``."""
     if Path(path).exists() and not force:
@@ -275,6 +316,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for item in failed:
         print(f"modernconv: error: {item['image']}: {item['error']}", file=sys.stderr)
     return 2 if failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .analysis.collapse import held_out_images
+    from .deploy import FORMATS, export_model, format_from_name
+
+    fmt = args.format or format_from_name(args.output)
+    if fmt is None:
+        raise UserError(f"cannot tell the format from the name {args.output}; give --format {', '.join(FORMATS)}")
+    output = _free_path(args.output, args.force)
+    size = _input_size(args.input_size) if args.input_size else None
+    options = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", size and size[0])) if v is not None}
+    model = _model_or_checkpoint(args.source, args.checkpoint, "cpu", **options).eval()
+    size = size or tuple(model.data_config.input_size)
+    real = None
+    if args.data != "none" and size[1] == size[2]:
+        real = held_out_images(args.data, model, args.images, img_size=size[1], batch_size=args.images)[0]
+    report = export_model(model, output, fmt, size, real, args.atol)
+    axes = ("batch, height and width" if report.dynamic_spatial
+            else f"batch (height and width fixed at {size[1]}x{size[2]})")
+    print(f"wrote {output} ({fmt}, deploy form, dynamic {axes})")
+    for check in report.checks:
+        print(f"  {check.inputs}: max |difference| {check.max_abs_diff:.2e} (allowed {report.atol:g})")
+    return 0
 
 
 def _add_run_parser(sub: argparse._SubParsersAction, name: str, func: Callable[..., int], with_options: bool,
@@ -372,6 +437,25 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--steps", help="comma-separated steps to train (default: all, in the roadmap's order)")
     p.add_argument("--repeats", type=int, default=1, help="runs per step, seeds SEED, SEED+1, ... (default 1)")
 
+    p = sub.add_parser("export", help="export to ONNX, TorchScript or PT2, checked against PyTorch",
+                       description="Write the deploy form of SOURCE (a model name, with --checkpoint for its "
+                                   "weights, or one of our checkpoint files) to OUT with a dynamic batch axis (and "
+                                   "dynamic height and width when exported at a size where every stage's map is at "
+                                   "least 2x2), then run the file (onnxruntime for ONNX) on random inputs and real "
+                                   "images and fail, writing nothing, if its outputs differ from PyTorch's by more "
+                                   "than --atol.")
+    p.add_argument("source", metavar="SOURCE", help="model name or checkpoint file")
+    p.add_argument("output", metavar="OUT", help="file to write (.onnx, .pt2, .pt)")
+    p.add_argument("--format", help="onnx, torchscript or pt2 (default: from OUT's suffix)")
+    p.add_argument("--checkpoint", help="with a model name: weights to load (any supported format)")
+    p.add_argument("--num-classes", type=int, help="with a model name: classifier size")
+    p.add_argument("--input-size", nargs=3, metavar=("C", "H", "W"), help="default: the model's data config")
+    p.add_argument("--data", default="digits", help="real images to check on: digits, a folder, or none")
+    p.add_argument("--images", type=int, default=8, help="how many real images (default 8)")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest allowed output difference (default 1e-4)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("collapse", help="per-block feature-collapse scores of checkpoints (CSV + PNG)",
                        description="The ConvNeXt V2 paper's feature-collapse score of every block's expansion-MLP "
                                    "activation (after GELU, before GRN): the mean over channel pairs of "
@@ -387,6 +471,27 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--csv", default="collapse.csv", help="where to write the scores (default collapse.csv)")
     p.add_argument("--plot", default="collapse.png", help="where to write the plot (default collapse.png)")
     p.set_defaults(func=cmd_collapse)
+
+    p = sub.add_parser("erf", help="effective receptive field of a model (heat map PNG, ratios JSON, map NPY)",
+                       description="RepLKNet's effective-receptive-field measurement: the gradient of the central "
+                                   "last-stage output (ReLU, summed over channels) with respect to the input, ReLU'd, "
+                                   "summed over channels and averaged over images of DATA; drawn log-scaled, "
+                                   "log10(x + 1). Prints the high-contribution area ratios: the smallest centred "
+                                   "square holding 20/30/50/99% of the log-scaled map, as a fraction of the image. "
+                                   "Writes DIR/erf.png, erf.json and erf.npy (the raw mean map).")
+    p.add_argument("model", metavar="MODEL_OR_CHECKPOINT",
+                   help="a model name (random init unless --checkpoint) or a checkpoint written by modernconv")
+    p.add_argument("--checkpoint", help="weights for the named model (any supported format)")
+    p.add_argument("--data", default="digits", help="digits, synthetic, or a folder of images (its val/ if any)")
+    p.add_argument("--images", type=int, default=50, help="how many images to average over (default 50, as RepLKNet)")
+    p.add_argument("--img-size", type=int, default=224,
+                   help="input side (default 224: a 7x7 last-stage map at stride 32; RepLKNet used 1024). The "
+                        "8x8 digits are upsampled to it")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--output", required=True, metavar="DIR", help="folder for erf.png, erf.json and erf.npy")
+    p.add_argument("--force", action="store_true", help="overwrite the files in DIR if they exist")
+    p.set_defaults(func=cmd_erf)
 
     p = sub.add_parser("eval", help="accuracy of a checkpoint on a data set",
                        description="Top-1, top-5, loss and per-class accuracy of a checkpoint written by "

@@ -80,6 +80,23 @@ def plot_collapse(curves: Sequence[Any], path: str | os.PathLike, title: str = "
     return save_figure(fig, path)
 
 
+def plot_erf(results: Sequence[Any], path: str | os.PathLike, title: str = "") -> Path:
+    """Effective-receptive-field heat maps side by side, one per ``ERFResult``: log10(score + 1) rescaled to
+    [0, 1] (RepLKNet's display), with a colour bar and the high-contribution area ratios under each title."""
+    fig = Figure(figsize=(4.2 * len(results), 4.6), layout="constrained")
+    for ax, result in zip(fig.subplots(1, len(results), squeeze=False)[0], results):
+        image = ax.imshow(result.heat_map, cmap="RdYlGn", vmin=0, vmax=1)
+        ratios = "  ".join(f"{t:.0%}: {r:.3f}" for t, r in result.ratios.items())
+        h, w = result.input_size
+        ax.set_title(f"{result.label}\n{h}x{w}, {result.images} images\narea ratio {ratios}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(image, ax=ax, shrink=0.8, label="log10(score + 1), rescaled")
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
 def plot_reconstructions(rows: Sequence[torch.Tensor], mean: Sequence[float], std: Sequence[float],
                          path: str | os.PathLike, title: str = "") -> Path:
     """FCMAE's original / masked input / reconstruction rows (each (N, C, H, W), normalised with ``mean`` /

@@ -13,7 +13,8 @@ class DepthwiseConv2d(nn.Conv2d):
 
     On a map smaller than the kernel's reach (a 7x7 kernel on the 1x1 last stage of a 32x32 image, a dilated
     branch with r = 5 on a 2x2 map) the outer taps can only ever meet padding. They are cut from the kernel for
-    that call, so the output, and the gradients of the taps that matter, are unchanged and the work is smaller;
+    that call, so the output, and the gradients of the taps that matter, are unchanged and the work is smaller
+    (not while exporting or tracing: a saved graph must hold for every input size);
     the cut taps get a zero gradient, as they would from the full conv. Parameters are those of ``nn.Conv2d``.
     """
 
@@ -29,6 +30,8 @@ class DepthwiseConv2d(nn.Conv2d):
         return min(half, (height - 1) // dilation), min(half, (width - 1) // dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_exporting() or torch.jit.is_tracing():
+            return super().forward(x)  # an exported graph must hold for every input size
         half = (self.kernel_size[0] - 1) // 2
         rows, cols = self.reach(x.shape[-2], x.shape[-1])
         if rows == cols == half:

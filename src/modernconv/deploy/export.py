@@ -1,0 +1,217 @@
+"""Export to ONNX, TorchScript and PT2 (torch.export), in the deploy form, checked before the file is kept.
+
+Each export has a dynamic batch axis and, when exported at a size where every stage's map is at least 2x2,
+dynamic height and width (multiples of the model's input stride from that size up; below it the spatial size is
+fixed, as torch.export specialises maps of size 1).
+The written file is run right away (onnxruntime for ONNX, ``torch.jit.load`` / ``torch.export.load`` for the
+others) on random inputs at the export size, at another batch size and another spatial size, and on real
+images when given; if any output differs from the PyTorch model's by more than ``atol`` the file is deleted and
+an ``ExportError`` says by how much. Files are written in a temporary folder beside the output and moved into
+place only once checked, so a failed or killed export never leaves a file under the final name.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..files import sync_folder
+from ..reparam import reparameterize
+
+FORMATS = ("onnx", "torchscript", "pt2")
+SUFFIXES = {".onnx": "onnx", ".pt2": "pt2", ".pt": "torchscript", ".ts": "torchscript"}
+ONNX_OPSET = 18
+ONNX_INLINE_LIMIT = 1_800_000_000  # bytes of weights above which ONNX keeps them in OUT.data (protobuf's 2 GB cap)
+MAX_SIDE = 4096
+
+
+class ExportError(UserError):
+    """An export that could not be written or whose file does not reproduce the model."""
+
+
+@dataclass
+class ExportCheck:
+    """One comparison of the exported file's outputs with PyTorch's."""
+
+    inputs: str
+    max_abs_diff: float
+
+
+@dataclass
+class ExportReport:
+    """What was written and how it was checked."""
+
+    path: Path
+    format: str
+    input_size: tuple[int, int, int]
+    dynamic_spatial: bool
+    atol: float
+    checks: list[ExportCheck] = field(default_factory=list)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(c.max_abs_diff for c in self.checks)
+
+
+def export_model(model: nn.Module, path: str | os.PathLike, fmt: str, input_size: Sequence[int],
+                 real_images: torch.Tensor | None = None, atol: float = 1e-4) -> ExportReport:
+    """Write the deploy form of ``model`` to ``path`` in format ``fmt`` and check it (see the module docstring).
+
+    ``input_size`` is (C, H, W), the size the model is traced at; ``real_images`` an optional N,C,H,W batch.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; the formats are {', '.join(FORMATS)}")
+    model = reparameterize(model).eval()
+    example = torch.randn(2, *input_size)
+    dynamic_spatial = min(input_size[1:]) >= min_dynamic_side(model)
+    inputs = _check_inputs(example, getattr(model, "input_stride", 1), dynamic_spatial, real_images)
+    with torch.no_grad():
+        expected = {name: model(x) for name, x in inputs.items()}
+    report = ExportReport(Path(path), fmt, tuple(input_size), dynamic_spatial, atol)
+
+    def write_and_check(target: Path) -> None:
+        WRITERS[fmt](model, example, target)
+        run = RUNNERS[fmt](target)
+        for name, x in inputs.items():
+            diff = (run(x) - expected[name]).abs().max().item()
+            report.checks.append(ExportCheck(name, diff))
+            if not diff <= atol:
+                raise ExportError(f"the exported {fmt} file differs from the model by {diff:.3g} on {name} inputs "
+                                  f"(allowed {atol:g}); nothing was written")
+
+    _write_checked(Path(path), write_and_check)
+    return report
+
+
+def format_from_name(path: str | os.PathLike) -> str | None:
+    """The export format a file name implies (.onnx, .pt2, .pt / .ts), or None."""
+    return SUFFIXES.get(Path(path).suffix.lower())
+
+
+def _check_inputs(example: torch.Tensor, stride: int, dynamic: bool, real: torch.Tensor | None
+                  ) -> dict[str, torch.Tensor]:
+    """Inputs the file is checked on: the export size, another batch size, another spatial size (when that axis
+    is dynamic), real images."""
+    n, c, h, w = example.shape
+    inputs = {f"random {n}x{c}x{h}x{w}": example, f"random 3x{c}x{h}x{w}": torch.randn(3, c, h, w)}
+    if dynamic:
+        other = (h + stride if h + stride <= MAX_SIDE else h - stride,
+                 w + 2 * stride if w + 2 * stride <= MAX_SIDE else w - 2 * stride)
+        inputs[f"random 1x{c}x{other[0]}x{other[1]}"] = torch.randn(1, c, *other)
+    if real is not None:
+        inputs[f"{len(real)} real images"] = real
+    return inputs
+
+
+def min_dynamic_side(model: nn.Module) -> int:
+    """The smallest height and width of a graph with dynamic spatial axes: every stage's map at least 2x2
+    (torch.export specialises sizes of 1), a multiple of the input stride."""
+    stride = getattr(model, "input_stride", 1)
+    reduction = max([info["reduction"] for info in getattr(model, "feature_info", [])] + [stride])
+    return -(-2 * reduction // stride) * stride
+
+
+def _dynamic_shapes(model: nn.Module, spatial: bool) -> dict[str, dict[int, object]]:
+    """A free batch axis; with ``spatial``, free height and width (multiples of the input stride)."""
+    shapes: dict[int, object] = {0: torch.export.Dim("batch", min=1, max=4096)}
+    if spatial:
+        stride = getattr(model, "input_stride", 1)
+        low = min_dynamic_side(model) // stride
+        shapes[2] = stride * torch.export.Dim("height", min=low, max=MAX_SIDE // stride)
+        shapes[3] = stride * torch.export.Dim("width", min=low, max=MAX_SIDE // stride)
+    return {"x": shapes}
+
+
+def _export_program(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    spatial = min(example.shape[-2:]) >= min_dynamic_side(model)
+    try:
+        return torch.export.export(model, (example,), dynamic_shapes=_dynamic_shapes(model, spatial), strict=False)
+    except Exception as e:  # torch.export reports its failures with many exception types
+        raise ExportError(f"torch.export could not trace {type(model).__name__}: {str(e).splitlines()[0]}") from e
+
+
+def _write_onnx(model: nn.Module, example: torch.Tensor, target: Path) -> None:
+    _require("onnx", "onnxscript", "onnxruntime")
+    program = torch.onnx.export(_export_program(model, example), dynamo=True, opset_version=ONNX_OPSET,
+                                input_names=["images"], output_names=["logits"], verbose=False)
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    program.save(str(target), external_data=weight_bytes > ONNX_INLINE_LIMIT)
+
+
+def _write_torchscript(model: nn.Module, example: torch.Tensor, target: Path) -> None:
+    with warnings_silenced():
+        traced = torch.jit.trace(model, example, check_trace=False)
+        torch.jit.save(traced, str(target))
+
+
+def _write_pt2(model: nn.Module, example: torch.Tensor, target: Path) -> None:
+    torch.export.save(_export_program(model, example), str(target))
+
+
+def _run_onnx(target: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+
+
+def _run_torchscript(target: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    with warnings_silenced():
+        return _no_grad(torch.jit.load(str(target)))
+
+
+def _run_pt2(target: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    return _no_grad(torch.export.load(str(target)).module())
+
+
+def _no_grad(module: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return module(x)
+    return run
+
+
+WRITERS = {"onnx": _write_onnx, "torchscript": _write_torchscript, "pt2": _write_pt2}
+RUNNERS = {"onnx": _run_onnx, "torchscript": _run_torchscript, "pt2": _run_pt2}
+
+
+@contextlib.contextmanager
+def warnings_silenced():
+    """TorchScript warns that it is deprecated, and its tracer about Python conditions on shapes (our input
+    checks, which do not change the graph)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _require(*modules: str) -> None:
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ExportError(f"ONNX export needs {', '.join(missing)}: pip install 'modernconv[export]' "
+                          f"(or pip install {' '.join(missing)})")
+
+
+def _write_checked(path: Path, write_and_check: Callable[[Path], None]) -> None:
+    """Write into a temporary folder beside ``path``, check, then move every file written into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        write_and_check(staging / path.name)
+        for written in sorted(staging.iterdir(), key=lambda p: p.name == path.name):  # the main file last
+            os.replace(written, path.parent / written.name)
+        sync_folder(path.parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
