@@ -32,6 +32,8 @@ from typing import Any, Callable
 from .errors import RunStopped, UserError
 from .variants import list_variants
 
+COMPILE_PAYS_FROM = 500  # predict --fast compiles from this many images on (compiling takes tens of seconds)
+
 # Each command imports the library parts it needs when it runs: `modernconv --help` and `modernconv models`
 # start without loading torch.
 
@@ -97,18 +99,41 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fast(model: Any, args: argparse.Namespace, compile: bool = True) -> Any:
+    """``model`` on the fast path when ``--fast`` was given (see ``modernconv.deploy.fast``), else as it is."""
+    if not args.fast:
+        return model
+    from .deploy import optimize_for_inference
+
+    return optimize_for_inference(model, args.fast, compile=compile and not args.no_compile)
+
+
+def _add_fast_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fast", nargs="?", const="bf16", choices=["bf16", "fp16", "fp32"],
+                   help="the fast path: deploy form, channels-last, bf16 (or the given precision; fp32 where the "
+                        "device lacks it) and torch.compile")
+    p.add_argument("--no-compile", action="store_true", help="with --fast: skip torch.compile (no compile wait)")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from .analysis import benchmark
+    from .runtime import resolve_device
 
     if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
         raise UserError("--batch-size and --steps must be at least 1 and --warmup at least 0")
-    model = _build(args)
+    if args.fast and (args.mode != "infer" or args.dtype != "fp32" or args.channels_last):
+        raise UserError("--fast sets the precision and memory format itself and runs inference: leave --mode, "
+                        "--dtype and --channels-last out")
+    model = _build(args, resolve_device(args.device))
     size = _input_size(args.input_size) if args.input_size else model.data_config.input_size
     model.check_input(torch.empty(1, *size, device="meta"))
+    model = _fast(model, args)
     result = benchmark(model, args.batch_size, size, args.mode, args.dtype, args.channels_last, args.device,
                        args.warmup, args.steps)
+    if args.fast:
+        result.dtype = f"fast path {model.precision}{' compiled' if model.compiled is not None else ''}"
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -276,7 +301,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     confusion_png = _free_path(args.confusion, args.force) if args.confusion else None
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
-    result = evaluate_checkpoint(model, info, args.data, args.batch_size, args.workers, args.split)
+    result = evaluate_checkpoint(_fast(model, args), info, args.data, args.batch_size, args.workers, args.split)
     names = class_names(info, model.num_classes)
     if args.json:
         print(json.dumps(result.report(names)), flush=True)
@@ -302,7 +327,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if output and output.suffix not in (".csv", ".json"):
         raise UserError(f"--output {output}: name a .csv or .json file")
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
-    predictions = predict_images(model, info, expand_inputs(args.images), args.topk, args.batch_size, args.workers)
+    paths = expand_inputs(args.images)
+    model = _fast(model, args, compile=len(paths) >= COMPILE_PAYS_FROM)
+    predictions = predict_images(model, info, paths, args.topk, args.batch_size, args.workers)
     if args.json:
         print(json.dumps(predictions))
     else:
@@ -394,6 +421,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--reparameterize", action="store_true", help="benchmark the deploy (re-parameterised) form")
+    _add_fast_options(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
@@ -507,6 +535,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--confusion", metavar="PNG", help="also write the confusion matrix to this PNG")
     p.add_argument("--force", action="store_true", help="overwrite the --confusion file if it exists")
+    _add_fast_options(p)
     p.add_argument("--json", action="store_true",
                    help='print {"top1", "topK", "loss", "count", "per_class"} (percent)')
     p.set_defaults(func=cmd_eval)
@@ -524,6 +553,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--output", metavar="FILE", help="also write the results to a .csv or .json file")
     p.add_argument("--force", action="store_true", help="overwrite the --output file if it exists")
+    _add_fast_options(p)
     p.set_defaults(func=cmd_predict)
     return parser
 

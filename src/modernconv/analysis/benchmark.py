@@ -104,7 +104,9 @@ def benchmark(model: nn.Module, batch_size: int = 16, input_size: tuple[int, int
     """Images/s (median over ``steps`` timed steps after ``warmup``) and peak memory while timing."""
     device = resolve_device(str(device) if device is not None else None)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory_format)
+    model = model.to(device)
+    if channels_last:  # otherwise the model keeps its own layout (the fast path's is channels-last)
+        model = model.to(memory_format=memory_format)
     x = torch.randn(batch_size, *input_size, device=device).contiguous(memory_format=memory_format)
     step = make_step(model, x, mode, dtype)
     time_steps(step, device, warmup)
