@@ -66,7 +66,7 @@ def test_convert_then_use(capsys, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["info", "convnext_tinny"], "unknown model 'convnext_tinny'; did you mean convnext_tiny"),
-    (["info", "convmixer_768_32", "--input-size", "3", "100", "100"], "multiples of its stride 7"),
+    (["info", "convmixer_768_32", "--input-size", "3", "5", "5"], "needs inputs of at least 7x7"),
     (["info", "convnext_tiny", "--input-size", "3", "x", "224"], "--input-size takes three integers"),
     (["bench", "convnext_atto", "--checkpoint", "/no/such/file.pth"], "does not exist"),
     (["bench", "convnext_atto", "--batch-size", "0"], "--batch-size"),

@@ -111,7 +111,7 @@ def test_cli_writes_png_json_npy_and_refuses_mistakes_in_one_line(tmp_path, caps
                 (["erf", "unireplknet_a", "--checkpoint", saved, *elsewhere], "does not fit unireplknet_a"),
                 (["erf", "convnext_atto", "--data", str(tmp_path / "none"), *elsewhere], "is not a folder of images"),
                 (["erf", "convnext_atto", "--images", "0", *elsewhere], "--images (0)"),
-                (["erf", "convnext_atto", "--img-size", "50", *elsewhere], "multiples of its stride")]
+                (["erf", "convnext_atto", "--img-size", "20", *elsewhere], "needs inputs of at least 32x32")]
     for mistake, message in mistakes:
         assert main(mistake) == 2, mistake
         err = capsys.readouterr().err

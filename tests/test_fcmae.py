@@ -207,7 +207,7 @@ def test_bad_masks_and_inputs_are_clear_errors():
         model(images, torch.tensor([[1.0, 0, 1, 1], [0, 0, 1, 1]]))
     with pytest.raises(InputShapeError, match="does not fit"):
         model(images, torch.zeros(2, 9))
-    with pytest.raises(InputShapeError, match="multiples of its stride 32"):
+    with pytest.raises(InputShapeError, match="height and width must be multiples of 32, got 64x80"):
         model(torch.randn(2, 3, 64, 80))
     with pytest.raises(InputShapeError, match="keeps 0 of 1"):
         model(torch.randn(2, 3, 32, 32))

@@ -23,6 +23,7 @@ class ModernConvNet(nn.Module):
 
     stem: nn.Module
     head: ClassifierHead
+    stages_attr: str  # the attribute holding the feature stages, an nn.Sequential
     feature_info: list[dict]
     in_chans: int
     input_stride: int = 1
@@ -36,9 +37,11 @@ class ModernConvNet(nn.Module):
         self.feature_info = []
         self.model_name = type(self).__name__
 
-    def set_head(self, num_features: int, num_classes: int, drop_rate: float, use_norm: bool = True) -> None:
+    def set_head(self, num_features: int, num_classes: int, drop_rate: float, use_norm: bool = True,
+                 global_pool: str = "avg") -> None:
         """Attach the pooled classifier head and initialise the whole network."""
-        self.head = ClassifierHead(num_features, num_classes, use_norm=use_norm, drop_rate=drop_rate)
+        self.head = ClassifierHead(num_features, num_classes, use_norm=use_norm, drop_rate=drop_rate,
+                                   pool_type=global_pool)
         if self.trunc_normal_init:
             init_trunc_normal(self)
         self.init_classifier(self.head.fc)
@@ -57,8 +60,29 @@ class ModernConvNet(nn.Module):
         return self.head.in_features
 
     @property
+    def head_hidden_size(self) -> int:
+        """Width of the pre-logits features (timm's name; no hidden MLP in these heads)."""
+        return self.head.in_features
+
+    @property
     def num_classes(self) -> int:
         return self.head.num_classes
+
+    @property
+    def pretrained_cfg(self) -> dict:
+        """timm's description of the model's data and layout, from this model's own values (so that
+        ``timm.data.resolve_model_data_config(model)`` and timm's wrappers see them)."""
+        cfg = self.data_config
+        first_conv = next((name for name, m in self.named_modules() if isinstance(m, nn.Conv2d)), "")
+        return dict(input_size=tuple(cfg.input_size), mean=tuple(cfg.mean), std=tuple(cfg.std),
+                    crop_pct=cfg.crop_pct, crop_mode="center", interpolation=cfg.interpolation,
+                    num_classes=self.num_classes, first_conv=first_conv, classifier="head.fc",
+                    architecture=self.model_name)
+
+    @property
+    def default_cfg(self) -> dict:
+        """timm's older name for ``pretrained_cfg``."""
+        return self.pretrained_cfg
 
     # ----- forward -----
     def check_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,10 +94,8 @@ class ModernConvNet(nn.Module):
             raise InputShapeError(f"{self.model_name} expects {self.in_chans} input channels, got {c} "
                                   f"(build it with in_chans={c} to change the stem)")
         s = self.input_stride
-        if h < s or w < s or h % s or w % s:
-            raise InputShapeError(
-                f"{self.model_name} needs height and width that are positive multiples of its stride {s}, "
-                f"got {h}x{w} (e.g. use {max(s, round(h / s) * s)}x{max(s, round(w / s) * s)})")
+        if h < s or w < s:
+            raise InputShapeError(f"{self.model_name} needs inputs of at least {s}x{s} (its stride), got {h}x{w}")
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,14 +113,20 @@ class ModernConvNet(nn.Module):
         self,
         x: torch.Tensor,
         indices: int | Sequence[int] | None = None,
+        norm: bool = False,
         stop_early: bool = False,
+        output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Outputs of selected feature stages (N,C,H,W).
+        """Outputs of selected feature stages, with timm's arguments.
 
-        ``indices``: None for all stages, an int n for the last n, or a sequence of stage indices
-        (negative counts from the end). Returns the list, or (final features, list).
+        ``indices``: None for all stages, an int n for the last n, or a sequence of stage indices (negative
+        counts from the end). ``stop_early``: run no stage after the last selected one. ``output_fmt``: "NCHW"
+        or "NHWC". ``norm`` is accepted for timm's signature: these models normalise only after pooling, so no
+        norm applies to a feature map. Returns the list, or (final features, list).
         """
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ConfigError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
         stages = list(self.feature_stages())
         take = _take_indices(len(stages), indices)
         if stop_early or intermediates_only:
@@ -108,17 +136,33 @@ class ModernConvNet(nn.Module):
         for i, stage in enumerate(stages):
             x = stage(x)
             if i in take:
-                intermediates.append(x)
+                intermediates.append(x.permute(0, 2, 3, 1) if output_fmt == "NHWC" else x)
         return intermediates if intermediates_only else (x, intermediates)
+
+    def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop the stages after the last of ``indices`` (and, with ``prune_head``, the classifier and its
+        pooling: the model then returns feature maps); returns the kept indices. ``prune_norm`` removes the head's
+        norm as well."""
+        take = _take_indices(len(self.feature_info), indices)
+        keep = max(take) + 1
+        setattr(self, self.stages_attr, getattr(self, self.stages_attr)[:keep])
+        self.feature_info = self.feature_info[:keep]
+        if prune_norm:
+            self.head.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take
 
     # ----- classifier -----
     def get_classifier(self) -> nn.Module:
         return self.head.fc
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier (0 removes it: the model then returns pooled features)."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier (0 removes it: the model then returns pooled features); ``global_pool`` changes
+        the pooling too ("avg", "max", "avgmax", or "" for none)."""
         ref = next(self.parameters())
-        self.head.reset(num_classes, device=ref.device, dtype=ref.dtype)
+        self.head.reset(num_classes, global_pool, device=ref.device, dtype=ref.dtype)
         self.init_classifier(self.head.fc)
 
     def init_classifier(self, fc: nn.Module) -> None:

@@ -14,6 +14,7 @@ class HierarchicalConvNet(ModernConvNet):
     """Shared structure: ``stem``, ``stages`` (stage i: optional ``downsample`` then ``blocks``), ``head``."""
 
     stages: nn.Sequential
+    stages_attr = "stages"
     trunc_normal_init = True
 
     def init_body(self, stages: Sequence[nn.Module], dims: Sequence[int], num_classes: int,

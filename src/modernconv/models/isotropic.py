@@ -15,6 +15,7 @@ class IsotropicConvNet(ModernConvNet):
     """Shared structure: ``stem`` (stride ``patch_size``), ``blocks``, ``head``."""
 
     blocks: CheckpointSequential
+    stages_attr = "blocks"
 
     def init_blocks(self, blocks: Sequence[nn.Module], dim: int, patch_size: int) -> None:
         """Attach ``blocks`` and describe each one's output as a feature stage."""

@@ -6,13 +6,15 @@ import fnmatch
 import inspect
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from torch import nn
 
 from ..checkpoint import load_checkpoint
 from ..data.preprocessing import DataConfig
 from ..errors import ConfigError, ModelNotFoundError
+from ..layers.classifier import check_pool_type
+from .features import FeatureBackbone
 
 
 @dataclass(frozen=True)
@@ -73,19 +75,43 @@ def get_model_spec(name: str) -> ModelSpec:
         raise ModelNotFoundError(f"unknown model {name!r}{hint}") from None
 
 
-def create_model(name: str, pretrained: str | os.PathLike | None = None, **kwargs: Any) -> nn.Module:
-    """Build registered model ``name``; ``pretrained`` is a checkpoint path loaded with ``load_checkpoint``.
+# timm.create_model's framework arguments: accepted when they ask for nothing (timm's train script passes them)
+_TIMM_NEUTRAL = ("scriptable", "exportable", "no_jit", "drop_block_rate", "bn_momentum", "bn_eps", "pretrained_cfg",
+                 "pretrained_cfg_overlay", "cache_dir")
 
-    ``kwargs`` override architecture options (``num_classes``, ``in_chans``, ``drop_path_rate``, ...).
+
+def create_model(name: str, pretrained: bool | str | os.PathLike | None = None, *, features_only: bool = False,
+                 out_indices: int | Sequence[int] | None = None, global_pool: str | None = None,
+                 checkpoint_path: str | os.PathLike | None = None, **kwargs: Any) -> nn.Module:
+    """Build registered model ``name``, with timm's ``create_model`` contract.
+
+    ``pretrained``: a checkpoint path loaded with ``load_checkpoint`` (False / None: no weights).
+    ``kwargs`` override architecture options (``num_classes``, ``in_chans``, ``drop_path_rate``, ...); a value
+    of None means "the default", as timm's training script passes them. ``global_pool``: "avg" (default), "max",
+    "avgmax" or "" (no pooling). ``features_only=True`` returns a backbone (see ``models.features``) giving the
+    maps of ``out_indices`` (default: every stage). ``checkpoint_path`` is loaded after building, like timm's.
     """
+    if pretrained is True:
+        raise ConfigError(f"pretrained=True: give the path of {name}'s weights file instead (pretrained=PATH); "
+                          "nothing is downloaded")
     spec = get_model_spec(name)
-    spec.check_options(kwargs)
-    model = spec.builder(**{**spec.arch, **kwargs})
+    kwargs = {k: v for k, v in kwargs.items() if v is not None and not (k in _TIMM_NEUTRAL and not v)}
+    if global_pool is not None:
+        kwargs["global_pool"] = check_pool_type(global_pool)
+    spec.check_options({k: v for k, v in kwargs.items() if k != "global_pool"})
+    model = spec.builder(**{**spec.arch, **{k: v for k, v in kwargs.items() if k != "global_pool"}})
     model.model_name = name
     model.model_kwargs = dict(kwargs)
     model.data_config = spec.data_config_for(kwargs.get("in_chans"))
-    if pretrained is not None:
-        load_checkpoint(model, pretrained)
+    if "global_pool" in kwargs:
+        model.head.pool_type = kwargs["global_pool"]
+    for path in (pretrained, checkpoint_path):
+        if path not in (None, False):
+            load_checkpoint(model, path)
+    if features_only:
+        return FeatureBackbone(model, out_indices)
+    if out_indices is not None:
+        raise ConfigError("out_indices selects the maps of a backbone: pass features_only=True as well")
     return model
 
 

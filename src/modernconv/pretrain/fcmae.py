@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputShapeError
 from ..layers import init_trunc_normal
 from ..models.convnext import ConvNeXtBlock
 from .masking import check_mask, patchify, random_mask, unpatchify
@@ -106,7 +106,11 @@ class FCMAE(nn.Module):
     def grid(self, images: torch.Tensor) -> tuple[int, int]:
         """The patch grid (h, w) of ``images``, after checking their shape."""
         self.encoder.check_input(images)
-        return images.shape[2] // self.patch_size, images.shape[3] // self.patch_size
+        h, w, p = images.shape[2], images.shape[3], self.patch_size
+        if h % p or w % p:
+            raise InputShapeError(f"FCMAE masks whole {p}x{p} patches: height and width must be multiples of {p}, "
+                                  f"got {h}x{w} (e.g. use {max(p, round(h / p) * p)}x{max(p, round(w / p) * p)})")
+        return h // p, w // p
 
     def random_mask(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A fresh mask (N, L) for ``images`` at this model's ratio."""

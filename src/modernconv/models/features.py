@@ -1,0 +1,83 @@
+"""Backbones for detection and segmentation: ``create_model(..., features_only=True, out_indices=...)``.
+
+The returned module gives the list of selected stage maps (N,C,H,W) and describes them with a ``feature_info``
+that has timm's ``channels()``, ``reduction()`` and ``module_name()``, which FPNs and the detection and
+segmentation frameworks read. The stages after the last selected one, the head and its norm are dropped, so
+every parameter takes part in the forward (as DistributedDataParallel requires).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .base import ModernConvNet, _take_indices
+
+
+class FeatureInfo:
+    """The selected stages' channels, reductions and module names (timm's FeatureInfo interface)."""
+
+    def __init__(self, info: Sequence[dict], out_indices: Sequence[int]) -> None:
+        self.out_indices = tuple(out_indices)
+        self.info = [dict(info[i], index=i) for i in self.out_indices]
+
+    def _get(self, key: str, idx: int | Sequence[int] | None) -> Any:
+        if idx is None:
+            return [f[key] for f in self.info]
+        if isinstance(idx, int):
+            return self.info[idx][key]
+        return [self.info[i][key] for i in idx]
+
+    def channels(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self._get("num_chs", idx)
+
+    def reduction(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self._get("reduction", idx)
+
+    def module_name(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self._get("module", idx)
+
+    def get_dicts(self, keys: Sequence[str] | None = None, idx: int | Sequence[int] | None = None) -> list[dict]:
+        chosen = self.info if idx is None else [self.info[i] for i in ([idx] if isinstance(idx, int) else idx)]
+        return [dict(f) if keys is None else {k: f[k] for k in keys} for f in chosen]
+
+    def __getitem__(self, item: int) -> dict:
+        return self.info[item]
+
+    def __len__(self) -> int:
+        return len(self.info)
+
+
+class FeatureBackbone(nn.Module):
+    """A model cut to its feature stages: ``forward(x)`` returns the maps of ``out_indices``."""
+
+    def __init__(self, model: ModernConvNet, out_indices: int | Sequence[int] | None = None) -> None:
+        super().__init__()
+        info = list(model.feature_info)
+        self.out_indices = tuple(_take_indices(len(info), out_indices))
+        model.prune_intermediate_layers(self.out_indices, prune_norm=True, prune_head=True)
+        self.model = model
+        self.feature_info = FeatureInfo(info, self.out_indices)
+
+    @property
+    def model_name(self) -> str:
+        return self.model.model_name
+
+    @property
+    def data_config(self):
+        return self.model.data_config
+
+    @property
+    def pretrained_cfg(self) -> dict:
+        return self.model.pretrained_cfg
+
+    @property
+    def default_cfg(self) -> dict:
+        return self.model.pretrained_cfg
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.model.set_grad_checkpointing(enable)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.model.forward_intermediates(x, self.out_indices, intermediates_only=True)

@@ -1,0 +1,144 @@
+"""timm 1.0's model contract on every registered model (deploy forms included), with timm as the oracle where it
+has the model: create_model arguments, forward_intermediates, prune_intermediate_layers, global pooling,
+pretrained_cfg, features_only backbones (into torchvision's FPN and a detection model), odd input sizes."""
+import copy
+from collections import OrderedDict
+
+import pytest
+import timm
+import timm.data
+import torch
+import torchvision
+from safetensors.torch import save_file
+
+import modernconv
+from helpers import calibrate_batchnorm_, is_large, randomize_
+from modernconv.models.features import FeatureBackbone
+
+SMALL = [n for n in modernconv.list_models() if not is_large(n)]
+FORMS = [(n, {}) for n in SMALL] + [(n, {"deploy": True}) for n in SMALL if n.startswith("unireplknet")]
+_cache: dict[str, torch.nn.Module] = {}
+
+
+def built(name: str, **kwargs) -> torch.nn.Module:
+    key = f"{name}{kwargs}"
+    if key not in _cache:
+        _cache[key] = modernconv.create_model(name, num_classes=7, **kwargs).eval()
+    return _cache[key]
+
+
+def side(model) -> int:
+    return max(64, 2 * model.feature_info[-1]["reduction"])
+
+
+@pytest.mark.parametrize("name, kwargs", FORMS, ids=[f"{n}{'-deploy' if k else ''}" for n, k in FORMS])
+def test_contract_on_every_model(name, kwargs):
+    model = built(name, **kwargs)
+    s = side(model)
+    x = torch.randn(2, model.in_chans, s, s)
+    with torch.no_grad():
+        final, inter = model.forward_intermediates(x)
+        # stop_early ends at the last selected stage; NHWC is NCHW permuted
+        early, picked = model.forward_intermediates(x, indices=[0], stop_early=True, output_fmt="NHWC")
+        assert torch.equal(early, inter[0]) and torch.equal(picked[0], inter[0].permute(0, 2, 3, 1))
+        # the pooling choices of the head
+        feats = final
+        for pool, pooled in (("max", feats.amax((2, 3))), ("avgmax", 0.5 * (feats.mean((2, 3)) + feats.amax((2, 3))))):
+            twin = copy.deepcopy(model)
+            twin.reset_classifier(3, global_pool=pool)
+            assert torch.allclose(twin(x), twin.head.fc(twin.head.norm(pooled)), atol=1e-5)
+        twin.reset_classifier(0, global_pool="")
+        assert torch.allclose(twin(x), twin.head.norm(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), atol=1e-5)
+        # a backbone of the last two stages: the maps of forward_intermediates, every parameter used
+        backbone = FeatureBackbone(copy.deepcopy(model), out_indices=(-2, -1))
+        maps = backbone(x)
+        assert [m.shape for m in maps] == [t.shape for t in inter[-2:]]
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(maps, inter[-2:]))
+    n = len(model.feature_info)
+    assert backbone.feature_info.channels() == [f["num_chs"] for f in model.feature_info[-2:]]
+    assert backbone.feature_info.reduction() == [f["reduction"] for f in model.feature_info[-2:]]
+    assert backbone.feature_info.module_name(0) == model.feature_info[n - 2]["module"]
+    sum(m.sum() for m in backbone.train()(x)).backward()
+    assert all(p.grad is not None for p in backbone.parameters())
+    assert model.head_hidden_size == model.num_features
+    cfg = timm.data.resolve_model_data_config(model)
+    data = model.data_config
+    assert (cfg["input_size"], cfg["mean"], cfg["std"], cfg["crop_pct"], cfg["interpolation"]) == (
+        tuple(data.input_size), tuple(data.mean), tuple(data.std), data.crop_pct, data.interpolation)
+    assert model.pretrained_cfg["num_classes"] == 7 and model.pretrained_cfg["classifier"] == "head.fc"
+    assert dict(model.named_modules())[model.pretrained_cfg["first_conv"]] is not None
+
+
+@pytest.mark.parametrize("name", ["convnext_atto", "convnextv2_atto", "convmixer_768_32"])
+def test_intermediates_pruning_and_odd_sizes_match_timm(name, tmp_path):
+    reference = timm.create_model(name).eval()
+    randomize_(reference)
+    x = torch.randn(2, 3, 100, 84)  # not multiples of the stride: stride-p convs drop the remainder
+    calibrate_batchnorm_(reference, x)
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, tmp_path / "w.safetensors")
+    ours = modernconv.create_model(name, pretrained=tmp_path / "w.safetensors").eval()
+    with torch.no_grad():
+        assert (reference(x) - ours(x)).abs().max() <= 1e-4
+        for kwargs in ({}, {"indices": 2}, {"indices": [0, 2], "stop_early": True}):
+            expected, got = reference.forward_intermediates(x, **kwargs), ours.forward_intermediates(x, **kwargs)
+            assert (expected[0] - got[0]).abs().max() <= 1e-4
+            assert all((a - b).abs().max() <= 1e-4 for a, b in zip(expected[1], got[1]))
+        assert reference.prune_intermediate_layers(2) == ours.prune_intermediate_layers(2)
+        assert (reference.forward_features(x) - ours.forward_features(x)).abs().max() <= 1e-4
+
+
+def test_create_model_takes_timms_arguments():
+    # what timm's train script passes: None for "the default", False for features it does not ask for
+    model = modernconv.create_model("convnext_atto", pretrained=False, num_classes=None, drop_rate=None,
+                                    drop_path_rate=None, drop_block_rate=None, global_pool=None, bn_momentum=None,
+                                    bn_eps=None, scriptable=False, checkpoint_path=None, in_chans=3)
+    assert model.num_classes == 1000 and model.head.pool_type == "avg"
+    with pytest.raises(modernconv.ConfigError, match=r"does not take 'drop_rat' \(did you mean drop_rate\?\)"):
+        modernconv.create_model("convnext_atto", drop_rat=0.1)
+    with pytest.raises(modernconv.ConfigError, match="global_pool must be one of"):
+        modernconv.create_model("convnext_atto", global_pool="fast")
+    with pytest.raises(modernconv.ConfigError, match="pass features_only=True"):
+        modernconv.create_model("convnext_atto", out_indices=(1, 2))
+    with pytest.raises(modernconv.ConfigError, match="nothing is downloaded"):
+        modernconv.create_model("convnext_atto", pretrained=True)
+
+
+def test_features_only_matches_timms_feature_info():
+    ours = modernconv.create_model("convnext_atto", features_only=True, out_indices=(1, 2, 3))
+    reference = timm.create_model("convnext_atto", features_only=True, out_indices=(1, 2, 3))
+    assert ours.feature_info.channels() == reference.feature_info.channels()
+    assert ours.feature_info.reduction() == reference.feature_info.reduction()
+    assert [m.shape for m in ours(torch.randn(1, 3, 96, 96))] == [m.shape for m in reference(torch.randn(1, 3, 96, 96))]
+
+
+class WithFPN(torch.nn.Module):
+    """What a detection user writes: our backbone's maps, named, through torchvision's FPN."""
+
+    def __init__(self, backbone, out_channels: int = 32) -> None:
+        super().__init__()
+        self.body = backbone
+        self.fpn = torchvision.ops.FeaturePyramidNetwork(backbone.feature_info.channels(), out_channels)
+        self.out_channels = out_channels
+
+    def forward(self, x):
+        return self.fpn(OrderedDict((str(i), m) for i, m in enumerate(self.body(x))))
+
+
+def test_backbone_trains_in_a_torchvision_detector():
+    torch.manual_seed(0)
+    backbone = WithFPN(modernconv.create_model("convnextv2_atto", features_only=True, out_indices=(1, 2, 3)))
+    maps = backbone(torch.randn(1, 3, 128, 128))
+    assert [m.shape[-1] for m in maps.values()] == [16, 8, 4]
+    anchors = torchvision.models.detection.anchor_utils.AnchorGenerator(((32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 3)
+    pool = torchvision.ops.MultiScaleRoIAlign(["0", "1", "2"], output_size=7, sampling_ratio=2)
+    detector = torchvision.models.detection.FasterRCNN(backbone, num_classes=3, rpn_anchor_generator=anchors,
+                                                       box_roi_pool=pool, min_size=128, max_size=128)
+    detector.train()
+    images = [torch.rand(3, 128, 128), torch.rand(3, 128, 128)]
+    targets = [{"boxes": torch.tensor([[10.0, 10, 60, 70]]), "labels": torch.tensor([1])},
+               {"boxes": torch.tensor([[30.0, 20, 100, 90]]), "labels": torch.tensor([2])}]
+    losses = detector(images, targets)
+    loss = sum(losses.values())
+    loss.backward()
+    assert torch.isfinite(loss) and set(losses) >= {"loss_classifier", "loss_box_reg", "loss_objectness"}
+    assert all(p.grad is not None for p in backbone.body.parameters())
