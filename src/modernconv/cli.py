@@ -151,7 +151,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     _free_path(args.dst, args.force)
     if Path(args.dst).suffix != ".safetensors":
         warnings.warn(f"{args.dst} is written as safetensors; name it *.safetensors so other tools recognise it")
-    name, report = convert_checkpoint(args.src, args.dst, model=args.model, deploy=args.reparameterize)
+    name, report = convert_checkpoint(args.src, args.dst, model=args.model, deploy=args.reparameterize,
+                                      use_ema=not args.no_ema)
     form = " deploy form" if args.reparameterize else ""
     print(f"wrote {args.dst}: {name}{form} (from {report.source_format} layout)")
     return 0
@@ -426,14 +427,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("convert", help="convert any supported checkpoint to our safetensors",
-                       description="Read SRC (ours, timm's or the authors' layout; .safetensors/.pth/.pt) and "
-                                   "write DST as modernconv safetensors. The model is inferred from the "
-                                   "tensor shapes unless --model is given.")
+                       description="Read SRC (ours, timm's, torchvision's, Hugging Face transformers' or the "
+                                   "authors' layout; .safetensors/.pth/.pt/.bin, or a folder holding one, such as "
+                                   "a save_pretrained folder) and write DST as modernconv safetensors. The model is "
+                                   "inferred from the tensor shapes unless --model is given. A training checkpoint "
+                                   "with EMA weights gives those (say which with a note) unless --no-ema.")
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--model", help="target model name (default: inferred)")
     p.add_argument("--reparameterize", action="store_true",
                    help="write the deploy form (branches, BatchNorms, layer scale folded; same outputs)")
+    p.add_argument("--no-ema", action="store_true", help="take a training checkpoint's plain weights, not its EMA")
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     p.set_defaults(func=cmd_convert)
 

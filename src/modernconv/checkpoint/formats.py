@@ -77,6 +77,32 @@ def _torchvision_resnet_rules() -> tuple[tuple[str, Any], ...]:
             (layer + r"bn(?P<k>\d)\.", lambda m: block(f"norm{m['k']}.")(m)), (layer, block("")))
 
 
+def _torchvision_convnext_rules() -> tuple[tuple[str, Any], ...]:
+    """torchvision's ConvNeXt (features.0 stem, odd features.i stages of CNBlocks, even ones downsampling,
+    classifier) -> ours."""
+    parts = {"layer_scale": "gamma", "block.0": "conv_dw", "block.2": "norm", "block.3": "mlp.fc1",
+             "block.5": "mlp.fc2"}
+
+    def block(m: re.Match) -> str:
+        return f"stages.{int(m['i']) // 2}.blocks.{m['j']}.{parts[m['part']]}{m['rest']}"
+    return ((r"^features\.0\.", "stem."),
+            (r"^features\.(?P<i>[1357])\.(?P<j>\d+)\.(?P<part>layer_scale|block\.\d)(?P<rest>.*)$", block),
+            (r"^features\.(?P<i>[246])\.", lambda m: f"stages.{int(m['i']) // 2}.downsample."),
+            (r"^classifier\.0\.", "head.norm."), (r"^classifier\.2\.", "head.fc."))
+
+
+def _hf_convnext_rules() -> tuple[tuple[str, Any], ...]:
+    """Hugging Face transformers' ConvNext / ConvNextV2 (with or without the task model's prefix) -> ours."""
+    prefix = r"^(?:convnext(?:v2)?\.)?"
+    layer = prefix + r"encoder\.stages\.(?P<i>\d+)\.layers\.(?P<j>\d+)\."
+    parts = (("dwconv.", "conv_dw."), ("layernorm.", "norm."), ("pwconv1.", "mlp.fc1."), ("pwconv2.", "mlp.fc2."),
+             ("layer_scale_parameter", "gamma"), ("grn.weight", "mlp.grn.weight"), ("grn.bias", "mlp.grn.bias"))
+    return ((prefix + r"embeddings\.patch_embeddings\.", "stem.0."), (prefix + r"embeddings\.layernorm\.", "stem.1."),
+            (prefix + r"encoder\.stages\.(?P<i>\d+)\.downsampling_layer\.", r"stages.\g<i>.downsample."),
+            *((layer + re.escape(old), rf"stages.\g<i>.blocks.\g<j>.{new}") for old, new in parts),
+            (prefix + r"layernorm\.", "head.norm."), (r"^classifier\.", "head.fc."))
+
+
 # a ConvNeXt block (ours/timm's) -> the roadmap's last step, whose blocks name their layers conv1..3, norm1
 _CONVNEXT_AS_ROADMAP = ((r"\.conv_dw\.", ".conv1."), (r"(?P<block>\.blocks\.\d+)\.norm\.", r"\g<block>.norm1."),
                         (r"\.mlp\.fc1\.", ".conv2."), (r"\.mlp\.fc2\.", ".conv3."))
@@ -116,6 +142,8 @@ FORMATS: tuple[KeyFormat, ...] = (
               ((r"^(?P<layer>[02])\.", r"stem.\g<layer>."), (r"^\d+\.(?P<param>weight|bias)$", r"head.fc.\g<param>"))
               + _convmixer_rules(r"^(?P<index>\d+)", 3)),
     KeyFormat("torchvision-resnet", r"^layer1\.0\.conv1\.weight$", _torchvision_resnet_rules()),
+    KeyFormat("torchvision-convnext", r"^features\.1\.0\.block\.0\.weight$", _torchvision_convnext_rules()),
+    KeyFormat("hf-transformers-convnext", r"(^|\.)embeddings\.patch_embeddings\.weight$", _hf_convnext_rules()),
     KeyFormat("convnext as roadmap", r"^stages\.\d+\.blocks\.\d+\.conv_dw\.weight$", _CONVNEXT_AS_ROADMAP,
               target=r"^stages\.\d+\.blocks\.\d+\.conv1\.weight$"),
 )

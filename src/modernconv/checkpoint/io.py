@@ -22,17 +22,23 @@ _WRAPPER_KEYS = ("model", "state_dict", "model_state", "module")
 _PREFIXES = ("module.", "_orig_mod.")
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a .safetensors, .pth or .pt file, with wrappers and prefixes stripped.
+def read_checkpoint(path: str | os.PathLike, use_ema: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a .safetensors, .pth, .pt or .bin file, or of a folder holding one (a Hugging
+    Face ``save_pretrained`` folder: its ``config.json`` labels become ``class_names``), with wrappers and
+    prefixes stripped. A training checkpoint with EMA weights (timm's ``state_dict_ema``) gives those unless
+    ``use_ema`` is False, as timm does; ``metadata["chosen_weights"]`` then says which were read.
 
     Pickles are read with ``weights_only=True``: a file that needs code to unpickle is refused.
     """
+    folder_meta: dict[str, str] = {}
+    if Path(path).is_dir():
+        path, folder_meta = _folder_weights(Path(path))
     path = _existing(path)
     if _is_safetensors(path):
         with _open_safetensors(path) as f:
             metadata = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        return strip_wrappers(tensors, path), metadata
+        return strip_wrappers(tensors, path), {**folder_meta, **metadata}
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):  # training scripts save their args
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -45,7 +51,42 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     except Exception as e:  # noqa: BLE001  (garbage can break the unpickler in any way; code is never run)
         reason = (str(e).splitlines() or [type(e).__name__])[0] or type(e).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
-    return strip_wrappers(obj, path), {}
+    obj, chosen = _choose_weights(obj, use_ema)
+    return strip_wrappers(obj, path), {**folder_meta, **({"chosen_weights": chosen} if chosen else {})}
+
+
+_EMA_KEYS = ("state_dict_ema", "model_ema")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth")  # in a folder, the first present is read
+
+
+def _choose_weights(obj: Any, use_ema: bool) -> tuple[Any, str | None]:
+    """A training checkpoint's EMA weights (when it has them and ``use_ema``) or its plain ones, and which."""
+    if not isinstance(obj, Mapping) or not any(isinstance(obj.get(k), Mapping) for k in _EMA_KEYS):
+        return obj, None
+    if use_ema:
+        key = next(k for k in _EMA_KEYS if isinstance(obj.get(k), Mapping))
+        return obj[key], f"the EMA weights ({key}; --no-ema for the plain ones)"
+    plain = next((k for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+    return (obj[plain], f"the plain weights ({plain}), not the EMA ones") if plain else (obj, None)
+
+
+def _folder_weights(folder: Path) -> tuple[Path, dict[str, str]]:
+    """The weights file of a model folder, and the class names its config.json gives (Hugging Face's
+    ``id2label``, when they are not the LABEL_i placeholders)."""
+    weights = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
+    if weights is None:
+        raise CheckpointError(f"{folder} is a folder without a weights file (looked for {', '.join(WEIGHT_FILES)})")
+    meta: dict[str, str] = {}
+    config = folder / "config.json"
+    if config.is_file():
+        try:
+            labels = json.loads(config.read_text()).get("id2label") or {}
+            names = [labels[k] for k in sorted(labels, key=int)]
+        except (json.JSONDecodeError, ValueError, AttributeError, TypeError) as e:
+            raise CheckpointError(f"{config}: unreadable config ({e})") from None
+        if names and not all(re.fullmatch(r"LABEL_\d+", str(n)) for n in names):
+            meta["class_names"] = json.dumps([str(n) for n in names])
+    return weights, meta
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

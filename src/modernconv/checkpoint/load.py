@@ -131,7 +131,7 @@ def check_values(fitted: dict[str, torch.Tensor], target: dict[str, torch.Tensor
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True,
-                    require_head: bool = False) -> LoadReport:
+                    require_head: bool = False, use_ema: bool = True) -> LoadReport:
     """Load any supported checkpoint into ``model`` (ours, timm's, the authors' releases; .safetensors,
     .pth, .pt), converting names and shapes.
 
@@ -140,10 +140,14 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     authors' FCMAE encoders are released) loads the same way: the head keeps its fresh initialisation.
     With ``require_head`` (evaluation, prediction) both are refused instead. Any other difference raises
     CheckpointError listing it, unless ``strict=False``. NaN/inf values and integer weights are always refused.
+    ``path`` may be a folder holding the weights file (Hugging Face ``save_pretrained``); a training checkpoint
+    with EMA weights loads those unless ``use_ema=False`` (a note says which).
     """
-    source, _ = read_checkpoint(path)
+    source, metadata = read_checkpoint(path, use_ema)
     target = model.state_dict()
     fitted, report = fit_state_dict(source, target, getattr(model, "in_chans", None))
+    if "chosen_weights" in metadata:
+        report.notes.append(f"loaded {metadata['chosen_weights']}")
     check_values(fitted, target, os.fspath(path))
     if require_head and not report.clean and _is_head_only(report):
         kind = "an encoder without a classifier" if is_encoder_only(report) else "a classifier of other classes"

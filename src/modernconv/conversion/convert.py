@@ -68,11 +68,14 @@ def _non_default(name: str, options: dict) -> dict:
 
 
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, model: str | None = None,
-                       deploy: bool = False) -> tuple[str, LoadReport]:
-    """Read ``src`` in any supported layout and write ``dst`` as modernconv safetensors; with ``deploy``
-    the weights are re-parameterised into the model's deploy form first."""
-    source, metadata = read_checkpoint(src)
+                       deploy: bool = False, use_ema: bool = True) -> tuple[str, LoadReport]:
+    """Read ``src`` in any supported layout (a file, or a folder holding one) and write ``dst`` as modernconv
+    safetensors; with ``deploy`` the weights are re-parameterised into the model's deploy form first. A training
+    checkpoint's EMA weights are taken unless ``use_ema`` is False."""
+    source, metadata = read_checkpoint(src, use_ema)
     name, options, fitted, report = fit_to_model(source, model or metadata.get("model"))
+    if "chosen_weights" in metadata:
+        report.notes.append(f"converted {metadata['chosen_weights']}")
     options = _non_default(name, options)
     extra = {"source_format": report.source_format, **{k: metadata[k] for k in CARRIED_METADATA if k in metadata}}
     if is_encoder_only(report):
