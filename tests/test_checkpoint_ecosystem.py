@@ -17,7 +17,7 @@ def randomise_scales_(model: torch.nn.Module) -> torch.nn.Module:
     """Layer scale and GRN away from their initial values, so a wrong mapping of them shows."""
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "layer_scale" in name or "grn" in name:
+            if "layer_scale" in name or "grn" in name or "gamma" in name:
                 p.normal_(0, 0.3)
     return model.eval()
 
@@ -106,3 +106,64 @@ def test_a_folder_without_weights_is_one_line(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "empty"), str(tmp_path / "out.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "is a folder without a weights file (looked for model.safetensors" in err and err.count("\n") == 1
+
+
+def saved(tmp_path, name: str, **kwargs):
+    model = randomise_scales_(modernconv.create_model(name, **kwargs))
+    modernconv.save_checkpoint(model, tmp_path / "ours.safetensors")
+    return model
+
+
+@pytest.mark.parametrize("name, suffix", [("convnext_atto", ".safetensors"), ("convnextv2_atto", ".pth"),
+                                          ("convnext_tiny", ".safetensors"), ("convmixer_768_32", ".pth")])
+def test_written_in_timms_layout_timm_loads_strictly(tmp_path, capsys, name, suffix):
+    import timm
+    from safetensors.torch import load_file
+
+    ours = saved(tmp_path, name, num_classes=4)
+    out = tmp_path / f"timm{suffix}"
+    assert main(["convert", str(tmp_path / "ours.safetensors"), str(out), "--to", "timm"]) == 0
+    assert "in timm's layout" in capsys.readouterr().out
+    reference = timm.create_model(name, num_classes=4).eval()
+    state = load_file(out) if suffix == ".safetensors" else torch.load(out, weights_only=True)
+    reference.load_state_dict(state, strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert max_diff(reference(x), ours(x)) <= 1e-4
+
+
+@pytest.mark.parametrize("name", list(HF))
+def test_written_as_a_transformers_folder_from_pretrained_loads_it(tmp_path, name):
+    ours = saved(tmp_path, name, num_classes=3)
+    assert main(["convert", str(tmp_path / "ours.safetensors"), str(tmp_path / "hf"), "--to", "hf"]) == 0
+    reference = HF[name][1].from_pretrained(tmp_path / "hf").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert max_diff(reference(x).logits, ours(x)) <= 1e-4
+    # and back: the folder loads into ours again
+    again = modernconv.create_model(name, num_classes=3, pretrained=tmp_path / "hf").eval()
+    with torch.no_grad():
+        assert max_diff(again(x), ours(x)) <= 1e-4
+
+
+def test_our_folder_form_reads_back(tmp_path):
+    ours = saved(tmp_path, "unireplknet_a", num_classes=3)
+    assert main(["convert", str(tmp_path / "ours.safetensors"), str(tmp_path / "folder"), "--reparameterize"]) == 0
+    config = json.loads((tmp_path / "folder" / "config.json").read_text())
+    assert config["model"] == "unireplknet_a" and config["model_kwargs"] == {"num_classes": 3, "deploy": True}
+    model, _ = modernconv.conversion.model_from_checkpoint(tmp_path / "folder")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert max_diff(model(x), ours(x)) <= 1e-4
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--to", "timm"], "timm has no unireplknet_a (unireplknet family)"),
+    (["--to", "hf"], "transformers has ConvNext and ConvNextV2 image classifiers; unireplknet_a"),
+    (["--to", "hf", "--reparameterize"], "hf has no deploy forms"),
+])
+def test_layouts_a_library_lacks_are_one_line(tmp_path, capsys, argv, message):
+    saved(tmp_path, "unireplknet_a")
+    assert main(["convert", str(tmp_path / "ours.safetensors"), str(tmp_path / "out"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "out").exists()

@@ -91,6 +91,8 @@ def _folder_weights(folder: Path) -> tuple[Path, dict[str, str]]:
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """A checkpoint's metadata alone, without reading its tensors (safetensors carry it; pickles carry none)."""
+    if Path(path).is_dir():
+        path = _folder_weights(Path(path))[0]
     path = _existing(path)
     if not _is_safetensors(path):
         return {}

@@ -1,16 +1,20 @@
 """Converting any supported checkpoint into our safetensors, inferring the model from tensor shapes."""
 from __future__ import annotations
 
+import json
 import os
 import warnings
+from pathlib import Path
 
 import torch
 
 from ..checkpoint import LoadReport, fit_state_dict, read_checkpoint, save_checkpoint
 from ..checkpoint.load import CLASSIFIER_PREFIX, check_values, is_encoder_only, to_our_names
 from ..errors import CheckpointError
+from ..files import atomic_write
 from ..models import create_model, get_model_spec, list_models
 from ..reparam import reparameterize
+from .layouts import TARGETS, to_hf, to_timm, write_folder
 
 
 # what a converted file keeps from its source: the labels and the evaluation preprocessing
@@ -68,10 +72,19 @@ def _non_default(name: str, options: dict) -> dict:
 
 
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, model: str | None = None,
-                       deploy: bool = False, use_ema: bool = True) -> tuple[str, LoadReport]:
-    """Read ``src`` in any supported layout (a file, or a folder holding one) and write ``dst`` as modernconv
-    safetensors; with ``deploy`` the weights are re-parameterised into the model's deploy form first. A training
-    checkpoint's EMA weights are taken unless ``use_ema`` is False."""
+                       deploy: bool = False, use_ema: bool = True, to: str = "ours") -> tuple[str, LoadReport]:
+    """Read ``src`` in any supported layout (a file, or a folder holding one) and write ``dst``.
+
+    ``to``: "ours" (modernconv safetensors; a ``dst`` without the .safetensors suffix is our folder form,
+    ``config.json`` + ``model.safetensors``), "timm" (the state dict ``timm.create_model`` loads: .safetensors,
+    else a torch pickle) or "hf" (a transformers ``save_pretrained`` folder). With ``deploy`` the weights are
+    re-parameterised into the model's deploy form first (ours only). A training checkpoint's EMA weights are
+    taken unless ``use_ema`` is False.
+    """
+    if to not in TARGETS:
+        raise CheckpointError(f"--to must be one of {', '.join(TARGETS)}, got {to!r}")
+    if deploy and to != "ours":
+        raise CheckpointError(f"{to} has no deploy forms: write --reparameterize as ours")
     source, metadata = read_checkpoint(src, use_ema)
     name, options, fitted, report = fit_to_model(source, model or metadata.get("model"))
     if "chosen_weights" in metadata:
@@ -88,7 +101,24 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, model: st
         net = create_model(name, **options)
         net.load_state_dict(fitted)
         net = reparameterize(net, inplace=True)
-        save_checkpoint(net, dst, metadata=extra)
+        name, options, fitted = name, {**options, "deploy": True}, net.state_dict()
+    described = {"model": name, "model_kwargs": options, **extra}
+    if to == "timm":
+        _write_state(to_timm(fitted, name), dst)
+    elif to == "hf":
+        names = json.loads(metadata.get("class_names", "[]"))
+        write_folder(dst, *to_hf(fitted, name, options, names), metadata={"format": "pt"})
+    elif Path(dst).suffix == ".safetensors":
+        save_checkpoint(fitted, dst, metadata=described)
     else:
-        save_checkpoint(fitted, dst, metadata={"model": name, "model_kwargs": options, **extra})
+        write_folder(dst, {k: json.loads(v) if k in ("class_names", "preprocessing", "eval") else v
+                           for k, v in described.items()}, fitted, metadata=described)
     return name, report
+
+
+def _write_state(state: dict[str, torch.Tensor], dst: str | os.PathLike) -> None:
+    """A plain state dict: safetensors for a .safetensors name, else a torch pickle (both atomic)."""
+    if Path(dst).suffix == ".safetensors":
+        save_checkpoint(state, dst, metadata={"format": "pt"})
+    else:
+        atomic_write(dst, lambda tmp: torch.save({k: v.contiguous() for k, v in state.items()}, tmp))
