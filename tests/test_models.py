@@ -1,7 +1,9 @@
 """The model contract, parametrized over every registered model."""
+import copy
 import dataclasses
 
 import pytest
+import timm.data
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,11 +12,13 @@ import modernconv
 from helpers import is_large, side_for
 from modernconv.errors import InputShapeError, ModelNotFoundError, UserError
 from modernconv.models import registry
+from modernconv.models.features import FeatureBackbone
 from modernconv.optim import layer_ids
 
 ALL = modernconv.list_models()
 SMALL = [n for n in ALL if not is_large(n)]
 LARGE = [n for n in ALL if n not in SMALL]
+FORMS = [(n, False) for n in SMALL] + [(n, True) for n in SMALL if n.startswith("unireplknet")]
 
 _cache: dict[str, torch.nn.Module] = {}
 
@@ -69,6 +73,44 @@ def test_features_head_and_intermediates(name):
         only = model.forward_intermediates(x, indices=[0, -1], intermediates_only=True)
         assert len(only) == 2 and torch.equal(only[0], inter[0]) and torch.equal(only[1], feats)
         assert torch.equal(model.forward_intermediates(x, indices=1, intermediates_only=True)[0], feats)
+
+
+@pytest.mark.parametrize("name, deploy", FORMS, ids=[f"{n}{'-deploy' if d else ''}" for n, d in FORMS])
+def test_timm_contract(name, deploy):
+    """timm 1.0's contract: intermediates, pooling choices, backbones, pretrained_cfg (deploy forms too)."""
+    model = (built(name) if not deploy else modernconv.create_model(name, num_classes=7, deploy=True)).eval()
+    x = image(model)
+    with torch.no_grad():
+        final, inter = model.forward_intermediates(x)
+        # stop_early ends at the last selected stage; NHWC is NCHW permuted
+        early, picked = model.forward_intermediates(x, indices=[0], stop_early=True, output_fmt="NHWC")
+        assert torch.equal(early, inter[0]) and torch.equal(picked[0], inter[0].permute(0, 2, 3, 1))
+        # the pooling choices of the head
+        feats = final
+        for pool, pooled in (("max", feats.amax((2, 3))), ("avgmax", 0.5 * (feats.mean((2, 3)) + feats.amax((2, 3))))):
+            twin = copy.deepcopy(model)
+            twin.reset_classifier(3, global_pool=pool)
+            assert torch.allclose(twin(x), twin.head.fc(twin.head.norm(pooled)), atol=1e-5)
+        twin.reset_classifier(0, global_pool="")
+        assert torch.allclose(twin(x), twin.head.norm(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), atol=1e-5)
+        # a backbone of the last two stages: the maps of forward_intermediates, every parameter used
+        backbone = FeatureBackbone(copy.deepcopy(model), out_indices=(-2, -1))
+        maps = backbone(x)
+        assert [m.shape for m in maps] == [t.shape for t in inter[-2:]]
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(maps, inter[-2:]))
+    n = len(model.feature_info)
+    assert backbone.feature_info.channels() == [f["num_chs"] for f in model.feature_info[-2:]]
+    assert backbone.feature_info.reduction() == [f["reduction"] for f in model.feature_info[-2:]]
+    assert backbone.feature_info.module_name(0) == model.feature_info[n - 2]["module"]
+    sum(m.sum() for m in backbone.train()(x)).backward()
+    assert all(p.grad is not None for p in backbone.parameters())
+    assert model.head_hidden_size == model.num_features
+    cfg = timm.data.resolve_model_data_config(model)
+    data = model.data_config
+    assert (cfg["input_size"], cfg["mean"], cfg["std"], cfg["crop_pct"], cfg["interpolation"]) == (
+        tuple(data.input_size), tuple(data.mean), tuple(data.std), data.crop_pct, data.interpolation)
+    assert model.pretrained_cfg["num_classes"] == 7 and model.pretrained_cfg["classifier"] == "head.fc"
+    assert dict(model.named_modules())[model.pretrained_cfg["first_conv"]] is not None
 
 
 @pytest.mark.parametrize("name", SMALL)

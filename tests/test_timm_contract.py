@@ -1,73 +1,16 @@
-"""timm 1.0's model contract on every registered model (deploy forms included), with timm as the oracle where it
-has the model: create_model arguments, forward_intermediates, prune_intermediate_layers, global pooling,
-pretrained_cfg, features_only backbones (into torchvision's FPN and a detection model), odd input sizes."""
-import copy
+"""timm 1.0's model contract with timm as the oracle where it has the model: create_model arguments,
+forward_intermediates, prune_intermediate_layers, odd input sizes, features_only backbones (into torchvision's FPN
+and a detection model). The contract on every registered model is in test_models.py."""
 from collections import OrderedDict
 
 import pytest
 import timm
-import timm.data
 import torch
 import torchvision
 from safetensors.torch import save_file
 
 import modernconv
-from helpers import calibrate_batchnorm_, is_large, randomize_
-from modernconv.models.features import FeatureBackbone
-
-SMALL = [n for n in modernconv.list_models() if not is_large(n)]
-FORMS = [(n, {}) for n in SMALL] + [(n, {"deploy": True}) for n in SMALL if n.startswith("unireplknet")]
-_cache: dict[str, torch.nn.Module] = {}
-
-
-def built(name: str, **kwargs) -> torch.nn.Module:
-    key = f"{name}{kwargs}"
-    if key not in _cache:
-        _cache[key] = modernconv.create_model(name, num_classes=7, **kwargs).eval()
-    return _cache[key]
-
-
-def side(model) -> int:
-    return max(64, 2 * model.feature_info[-1]["reduction"])
-
-
-@pytest.mark.parametrize("name, kwargs", FORMS, ids=[f"{n}{'-deploy' if k else ''}" for n, k in FORMS])
-def test_contract_on_every_model(name, kwargs):
-    model = built(name, **kwargs)
-    s = side(model)
-    x = torch.randn(2, model.in_chans, s, s)
-    with torch.no_grad():
-        final, inter = model.forward_intermediates(x)
-        # stop_early ends at the last selected stage; NHWC is NCHW permuted
-        early, picked = model.forward_intermediates(x, indices=[0], stop_early=True, output_fmt="NHWC")
-        assert torch.equal(early, inter[0]) and torch.equal(picked[0], inter[0].permute(0, 2, 3, 1))
-        # the pooling choices of the head
-        feats = final
-        for pool, pooled in (("max", feats.amax((2, 3))), ("avgmax", 0.5 * (feats.mean((2, 3)) + feats.amax((2, 3))))):
-            twin = copy.deepcopy(model)
-            twin.reset_classifier(3, global_pool=pool)
-            assert torch.allclose(twin(x), twin.head.fc(twin.head.norm(pooled)), atol=1e-5)
-        twin.reset_classifier(0, global_pool="")
-        assert torch.allclose(twin(x), twin.head.norm(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), atol=1e-5)
-        # a backbone of the last two stages: the maps of forward_intermediates, every parameter used
-        backbone = FeatureBackbone(copy.deepcopy(model), out_indices=(-2, -1))
-        maps = backbone(x)
-        assert [m.shape for m in maps] == [t.shape for t in inter[-2:]]
-        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(maps, inter[-2:]))
-    n = len(model.feature_info)
-    assert backbone.feature_info.channels() == [f["num_chs"] for f in model.feature_info[-2:]]
-    assert backbone.feature_info.reduction() == [f["reduction"] for f in model.feature_info[-2:]]
-    assert backbone.feature_info.module_name(0) == model.feature_info[n - 2]["module"]
-    sum(m.sum() for m in backbone.train()(x)).backward()
-    assert all(p.grad is not None for p in backbone.parameters())
-    assert model.head_hidden_size == model.num_features
-    cfg = timm.data.resolve_model_data_config(model)
-    data = model.data_config
-    assert (cfg["input_size"], cfg["mean"], cfg["std"], cfg["crop_pct"], cfg["interpolation"]) == (
-        tuple(data.input_size), tuple(data.mean), tuple(data.std), data.crop_pct, data.interpolation)
-    assert model.pretrained_cfg["num_classes"] == 7 and model.pretrained_cfg["classifier"] == "head.fc"
-    assert dict(model.named_modules())[model.pretrained_cfg["first_conv"]] is not None
-
+from helpers import calibrate_batchnorm_, randomize_
 
 @pytest.mark.parametrize("name", ["convnext_atto", "convnextv2_atto", "convmixer_768_32"])
 def test_intermediates_pruning_and_odd_sizes_match_timm(name, tmp_path):
