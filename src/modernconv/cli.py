@@ -248,14 +248,15 @@ def cmd_collapse(args: argparse.Namespace) -> int:
 
 def _model_or_checkpoint(name_or_file: str, checkpoint: str | None, device: Any, **kwargs: Any) -> Any:
     """A registered model name (built with ``kwargs``; weights from ``checkpoint``, any format, else its fresh
-    initialisation), or one of our checkpoint files alone, rebuilt with the preprocessing it records."""
+    initialisation), or one of our checkpoint files (or folders) alone, rebuilt with the preprocessing it
+    records."""
     from .conversion import model_from_checkpoint
     from .models import create_model
 
     path = Path(name_or_file)
-    if not path.is_file():
-        if path.is_dir() or path.suffix in (".safetensors", ".pth", ".pt", ".bin") or os.sep in name_or_file:
-            raise UserError(f"{name_or_file}: {'a folder, not a' if path.is_dir() else 'no such'} checkpoint file")
+    if not path.exists():
+        if path.suffix in (".safetensors", ".pth", ".pt", ".bin") or os.sep in name_or_file:
+            raise UserError(f"{name_or_file}: no such checkpoint file or folder")
         return create_model(name_or_file, pretrained=checkpoint, **kwargs).to(device)
     if checkpoint:
         raise UserError(f"{name_or_file} is a checkpoint file: give --checkpoint with a model name, or a checkpoint "
