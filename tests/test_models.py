@@ -85,14 +85,13 @@ def test_timm_contract(name, deploy):
         # stop_early ends at the last selected stage; NHWC is NCHW permuted
         early, picked = model.forward_intermediates(x, indices=[0], stop_early=True, output_fmt="NHWC")
         assert torch.equal(early, inter[0]) and torch.equal(picked[0], inter[0].permute(0, 2, 3, 1))
-        # the pooling choices of the head
-        feats = final
-        for pool, pooled in (("max", feats.amax((2, 3))), ("avgmax", 0.5 * (feats.mean((2, 3)) + feats.amax((2, 3))))):
-            twin = copy.deepcopy(model)
-            twin.reset_classifier(3, global_pool=pool)
-            assert torch.allclose(twin(x), twin.head.fc(twin.head.norm(pooled)), atol=1e-5)
-        twin.reset_classifier(0, global_pool="")
-        assert torch.allclose(twin(x), twin.head.norm(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), atol=1e-5)
+        # the pooling choices of the head (a copy of it, on the model's features)
+        head = copy.deepcopy(model.head)
+        for pool, pooled in (("max", final.amax((2, 3))), ("avgmax", 0.5 * (final.mean((2, 3)) + final.amax((2, 3))))):
+            head.reset(3, pool)
+            assert torch.allclose(head(final), head.fc(head.norm(pooled)), atol=1e-5)
+        head.reset(0, "")
+        assert torch.allclose(head(final), head.norm(final.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), atol=1e-5)
         # a backbone of the last two stages: the maps of forward_intermediates, every parameter used
         backbone = FeatureBackbone(copy.deepcopy(model), out_indices=(-2, -1))
         maps = backbone(x)

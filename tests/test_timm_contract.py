@@ -36,6 +36,11 @@ def test_create_model_takes_timms_arguments():
                                     drop_path_rate=None, drop_block_rate=None, global_pool=None, bn_momentum=None,
                                     bn_eps=None, scriptable=False, checkpoint_path=None, in_chans=3)
     assert model.num_classes == 1000 and model.head.pool_type == "avg"
+    x = torch.randn(2, 3, 64, 64)
+    model.reset_classifier(3, global_pool="max")
+    assert model(x).shape == (2, 3) and model.head.pool_type == "max"
+    model.reset_classifier(0, global_pool="")
+    assert model(x).shape == (2, 320, 2, 2)
     with pytest.raises(modernconv.ConfigError, match=r"does not take 'drop_rat' \(did you mean drop_rate\?\)"):
         modernconv.create_model("convnext_atto", drop_rat=0.1)
     with pytest.raises(modernconv.ConfigError, match="global_pool must be one of"):

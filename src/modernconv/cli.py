@@ -149,6 +149,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .conversion import convert_checkpoint
 
     _free_path(args.dst, args.force)
+    if args.to == "ours" and Path(args.dst).suffix not in ("", ".safetensors"):
+        warnings.warn(f"{args.dst} is written as safetensors; name it *.safetensors so other tools recognise it")
     name, report = convert_checkpoint(args.src, args.dst, model=args.model, deploy=args.reparameterize,
                                       use_ema=not args.no_ema, to=args.to)
     form = " deploy form" if args.reparameterize else ""
@@ -438,8 +440,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--reparameterize", action="store_true",
                    help="write the deploy form (branches, BatchNorms, layer scale folded; same outputs)")
     p.add_argument("--to", choices=["ours", "timm", "hf"], default="ours",
-                   help="ours (DST.safetensors, or a folder: config.json + model.safetensors), timm (timm's "
-                        "state dict) or hf (a transformers save_pretrained folder)")
+                   help="ours (DST.safetensors; a DST without a suffix: a folder, config.json + "
+                        "model.safetensors), timm (timm's state dict) or hf (a transformers save_pretrained folder)")
     p.add_argument("--no-ema", action="store_true", help="take a training checkpoint's plain weights, not its EMA")
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     p.set_defaults(func=cmd_convert)

@@ -75,8 +75,8 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, model: st
                        deploy: bool = False, use_ema: bool = True, to: str = "ours") -> tuple[str, LoadReport]:
     """Read ``src`` in any supported layout (a file, or a folder holding one) and write ``dst``.
 
-    ``to``: "ours" (modernconv safetensors; a ``dst`` without the .safetensors suffix is our folder form,
-    ``config.json`` + ``model.safetensors``), "timm" (the state dict ``timm.create_model`` loads: .safetensors,
+    ``to``: "ours" (modernconv safetensors; a ``dst`` without a suffix is our folder form, ``config.json`` +
+    ``model.safetensors``), "timm" (the state dict ``timm.create_model`` loads: .safetensors,
     else a torch pickle) or "hf" (a transformers ``save_pretrained`` folder). With ``deploy`` the weights are
     re-parameterised into the model's deploy form first (ours only). A training checkpoint's EMA weights are
     taken unless ``use_ema`` is False.
@@ -108,7 +108,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, model: st
     elif to == "hf":
         names = json.loads(metadata.get("class_names", "[]"))
         write_folder(dst, *to_hf(fitted, name, options, names), metadata={"format": "pt"})
-    elif Path(dst).suffix == ".safetensors":
+    elif Path(dst).suffix or Path(dst).is_file():
         save_checkpoint(fitted, dst, metadata=described)
     else:
         write_folder(dst, {k: json.loads(v) if k in ("class_names", "preprocessing", "eval") else v
