@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models.base import ModelWrapper
 from ..reparam import reparameterize
 from ..runtime import resolve_device
 
@@ -45,7 +46,7 @@ def native_dtype(device: torch.device, dtype: str) -> bool:
     return False
 
 
-class FastInference(nn.Module):
+class FastInference(ModelWrapper):
     """A deploy-form model run in channels-last and ``dtype``, optionally compiled; inputs are cast to it and
     outputs back to the input's dtype. Inference only (no gradients)."""
 
@@ -56,22 +57,6 @@ class FastInference(nn.Module):
         self.dtype = DTYPES[precision]
         self.compiled = torch.compile(model, options={"freezing": True}) if compile else None
         self.batch_size: int | None = None  # the one batch size the compiled graph runs
-
-    @property
-    def num_classes(self) -> int:
-        return self.model.num_classes
-
-    @property
-    def in_chans(self) -> int:
-        return self.model.in_chans
-
-    @property
-    def data_config(self):
-        return self.model.data_config
-
-    @property
-    def model_name(self) -> str:
-        return self.model.model_name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         device = next(self.model.parameters()).device

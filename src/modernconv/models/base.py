@@ -197,3 +197,34 @@ def _take_indices(num_stages: int, indices: int | Sequence[int] | None) -> list[
     if not take:
         raise ConfigError("indices must select at least one stage")
     return take
+
+
+class ModelWrapper(nn.Module):
+    """A module around ``self.model`` (a backbone, an inference fast path) that describes its input and output
+    as the wrapped model does."""
+
+    model: ModernConvNet
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+    @property
+    def in_chans(self) -> int:
+        return self.model.in_chans
+
+    @property
+    def data_config(self) -> DataConfig:
+        return self.model.data_config
+
+    @property
+    def model_name(self) -> str:
+        return self.model.model_name
+
+    @property
+    def pretrained_cfg(self) -> dict:
+        return self.model.pretrained_cfg
+
+    @property
+    def default_cfg(self) -> dict:
+        return self.model.pretrained_cfg

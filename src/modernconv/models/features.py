@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from torch import nn
 
-from .base import ModernConvNet, _take_indices
+from .base import ModelWrapper, ModernConvNet, _take_indices
 
 
 class FeatureInfo:
@@ -49,7 +48,7 @@ class FeatureInfo:
         return len(self.info)
 
 
-class FeatureBackbone(nn.Module):
+class FeatureBackbone(ModelWrapper):
     """A model cut to its feature stages: ``forward(x)`` returns the maps of ``out_indices``."""
 
     def __init__(self, model: ModernConvNet, out_indices: int | Sequence[int] | None = None) -> None:
@@ -59,22 +58,6 @@ class FeatureBackbone(nn.Module):
         model.prune_intermediate_layers(self.out_indices, prune_norm=True, prune_head=True)
         self.model = model
         self.feature_info = FeatureInfo(info, self.out_indices)
-
-    @property
-    def model_name(self) -> str:
-        return self.model.model_name
-
-    @property
-    def data_config(self):
-        return self.model.data_config
-
-    @property
-    def pretrained_cfg(self) -> dict:
-        return self.model.pretrained_cfg
-
-    @property
-    def default_cfg(self) -> dict:
-        return self.model.pretrained_cfg
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)

@@ -96,15 +96,14 @@ def create_model(name: str, pretrained: bool | str | os.PathLike | None = None, 
                           "nothing is downloaded")
     spec = get_model_spec(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None and not (k in _TIMM_NEUTRAL and not v)}
-    if global_pool is not None:
-        kwargs["global_pool"] = check_pool_type(global_pool)
-    spec.check_options({k: v for k, v in kwargs.items() if k != "global_pool"})
-    model = spec.builder(**{**spec.arch, **{k: v for k, v in kwargs.items() if k != "global_pool"}})
+    spec.check_options(kwargs)
+    model = spec.builder(**{**spec.arch, **kwargs})
     model.model_name = name
     model.model_kwargs = dict(kwargs)
     model.data_config = spec.data_config_for(kwargs.get("in_chans"))
-    if "global_pool" in kwargs:
-        model.head.pool_type = kwargs["global_pool"]
+    if global_pool is not None:
+        model.head.pool_type = check_pool_type(global_pool)
+        model.model_kwargs["global_pool"] = global_pool  # recorded, so a saved checkpoint rebuilds it
     for path in (pretrained, checkpoint_path):
         if path not in (None, False):
             load_checkpoint(model, path)
