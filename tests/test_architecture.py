@@ -17,6 +17,7 @@ LAYERS = (
     ("runtime", "plots"),
     ("layers", "checkpoint", "reparam", "optim", "data"),
     ("models",),
+    ("modalities",),
     ("conversion", "config"),
     ("engine", "analysis", "deploy"),
     ("pretrain", "experiments"),

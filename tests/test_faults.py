@@ -102,14 +102,14 @@ def test_random_sigkills_always_leave_a_run_that_resumes_to_the_uninterrupted_we
         while not reached_training(run, started) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)  # let it get past start-up, then kill it at a random moment
         time.sleep(rng.uniform(0.0, 1.5))
-        if proc.poll() is None and kills < 6:
+        if proc.poll() is None and kills < 4:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         _, err = proc.communicate(timeout=120)
         if proc.returncode == 0:
             break
         assert proc.returncode == -signal.SIGKILL, err
-    assert kills >= 3 and proc.returncode == 0
+    assert kills >= 2 and proc.returncode == 0
     assert same_weights(tmp_path / "full" / "last.safetensors", run / "last.safetensors")
     epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
@@ -231,10 +231,20 @@ def test_the_epoch_row_is_written_before_the_checkpoint_that_ends_the_epoch(tmp_
 
 
 # ----- graceful stop -----
+LONGER = dict(epochs=3, synthetic_samples=480)  # 30 steps per epoch: the signal lands inside epoch 2
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """The weights of the LONGER run never stopped (one run for every signal)."""
+    folder = tmp_path_factory.mktemp("uninterrupted") / "full"
+    run_cli(*quick_args(folder, **LONGER))
+    return folder / "last.safetensors"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_finishes_the_step_saves_and_the_run_resumes_exactly(tmp_path, sig):
-    longer = dict(epochs=3, synthetic_samples=480)  # 30 steps per epoch: the signal lands inside epoch 2
-    run_cli(*quick_args(tmp_path / "full", **longer))
+def test_a_signal_finishes_the_step_saves_and_the_run_resumes_exactly(tmp_path, sig, uninterrupted):
+    longer = LONGER
     run = tmp_path / "stopped"
     proc = subprocess.Popen(cli(*quick_args(run, **longer)), env=ONE_THREAD, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -248,4 +258,4 @@ def test_a_signal_finishes_the_step_saves_and_the_run_resumes_exactly(tmp_path, 
     state = torch.load(run / "state.pt", weights_only=True)
     assert state["progress"]["epoch"] == 1 and state["progress"]["batches_done"] > 0  # mid-epoch, not lost
     run_cli(*quick_args(run, resume=True, **longer))
-    assert same_weights(tmp_path / "full" / "last.safetensors", run / "last.safetensors")
+    assert same_weights(uninterrupted, run / "last.safetensors")

@@ -134,7 +134,7 @@ def test_list_json_gives_every_steps_cost(capsys):
 def test_roadmap_runs_on_digits_and_skips_finished_steps(tmp_path, capsys):
     out = tmp_path / "roadmap"
     argv = ["roadmap", "--epochs", "1", "--steps", "depthwise,resnet50", "--output", str(out), "--progress", "false",
-            "--batch-size", "128"]
+            "--batch-size", "32", "--data", "synthetic", "--synthetic-samples", "160", "--img-size", "32"]
     assert main(argv) == 0
     with (out / "roadmap.csv").open() as f:
         table = list(csv.DictReader(f))

@@ -21,6 +21,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -181,8 +182,7 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 
     result = train(_run_config(args, extra, TrainConfig))
     if result.is_main:
-        print(f"best val top-1 {result.best_top1:.2f}% at epoch {result.best_epoch}; "
-              f"run folder {result.run_dir}")
+        print(f"{result.summary}; run folder {result.run_dir}")
     return 0
 
 
@@ -298,12 +298,17 @@ def _free_path(path: str, force: bool) -> Path:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .conversion import model_from_checkpoint
     from .engine import evaluate_checkpoint
-    from .engine.inference import class_names
+    from .engine.inference import class_names, evaluate_forecaster, is_forecaster
     from .plots import plot_confusion
     from .runtime import resolve_device
 
     confusion_png = _free_path(args.confusion, args.force) if args.confusion else None
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
+    if is_forecaster(info):
+        errors = evaluate_forecaster(_fast(model, args), info, args.data, args.batch_size, args.workers)
+        print(json.dumps(dataclasses.asdict(errors)) if args.json else
+              f"MSE {errors.mse:.4f}  MAE {errors.mae:.4f}  (standardised; {errors.count} windows)")
+        return 0
     result = evaluate_checkpoint(_fast(model, args), info, args.data, args.batch_size, args.workers, args.split)
     names = class_names(info, model.num_classes)
     if args.json:
@@ -323,14 +328,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .conversion import model_from_checkpoint
     from .engine import predict_images
-    from .engine.inference import expand_inputs, write_predictions
+    from .engine.inference import expand_inputs, input_kinds, write_predictions
     from .runtime import resolve_device
 
     output = _free_path(args.output, args.force) if args.output else None
     if output and output.suffix not in (".csv", ".json"):
         raise UserError(f"--output {output}: name a .csv or .json file")
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
-    paths = expand_inputs(args.images)
+    paths = expand_inputs(args.images, *input_kinds(info))
     model = _fast(model, args, compile=len(paths) >= COMPILE_PAYS_FROM)
     predictions = predict_images(model, info, paths, args.topk, args.batch_size, args.workers)
     if args.json:

@@ -16,7 +16,8 @@ from .files import atomic_write
 CURVE_PANELS = (("loss", "loss", (("train_loss", "train (with label smoothing / mixing)"), ("val_loss", "val (plain)"),
                                    ("ema_val_loss", "val, EMA weights (plain)"))),
                 ("accuracy", "accuracy (%)", (("val_top1", "val top-1"), ("ema_val_top1", "val top-1 (EMA)"),
-                                              ("val_top5", "val top-5"))))
+                                              ("val_top5", "val top-5"))),
+                ("forecast error", "MAE (standardised)", (("val_mae", "val MAE"), ("ema_val_mae", "val MAE (EMA)"))))
 RECONSTRUCTION_ROWS = ("original", "masked input", "reconstruction")
 
 

@@ -49,3 +49,10 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+def to_device(x: torch.Tensor, device: torch.device, memory_format: torch.memory_format) -> torch.Tensor:
+    """A batch on ``device``; an image batch (4-D) also in ``memory_format`` (a modality's raw samples have
+    other ranks: their adapter makes the 4-D maps)."""
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=memory_format) if x.ndim == 4 else x

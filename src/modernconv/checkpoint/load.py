@@ -144,6 +144,12 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     with EMA weights loads those unless ``use_ema=False`` (a note says which).
     """
     source, metadata = read_checkpoint(path, use_ema)
+    return load_tensors(model, source, metadata, path, strict, require_head)
+
+
+def load_tensors(model: nn.Module, source: dict[str, torch.Tensor], metadata: dict[str, str],
+                 path: str | os.PathLike, strict: bool = True, require_head: bool = False) -> LoadReport:
+    """``load_checkpoint``'s work on tensors already read from ``path`` (named in messages)."""
     target = model.state_dict()
     fitted, report = fit_state_dict(source, target, getattr(model, "in_chans", None))
     if "chosen_weights" in metadata:

@@ -23,6 +23,9 @@ from ..optim import OPTIMIZERS, SCHEDULES
 from ..runtime import PRECISIONS
 
 FCMAE_MODES = ("sparse", "masked")  # the fast path and the dense reference (same results)
+MODALITY_NAMES = ("image", "audio", "video", "pointcloud", "timeseries")  # modernconv.modalities has the others
+IMAGE_ONLY = ("hflip", "randaugment_magnitude", "auto_augment", "color_jitter", "random_erasing", "mixup", "cutmix",
+              "layer_decay")  # options that act on images (or, for layer decay, on the image network's layers)
 MAX_WORKERS = 256
 
 # range name -> (test, how to say it)
@@ -66,7 +69,8 @@ class RunConfig:
     init: str | None = option(None, "checkpoint to start from (any format load_checkpoint reads)")
     sync_bn: bool = option(True, "BatchNorm -> SyncBatchNorm when training on several CUDA processes")
     # data
-    data: str = option("digits", "digits | synthetic | PATH (train/ and val/ class folders)")
+    data: str = option("digits", "digits | synthetic | PATH (train/ and val/ class folders); other modalities: "
+                                 "their built-in set (spoken-digits, moving-digits, shapes), aeon:NAME or a folder")
     img_size: int | None = option(32, "training and evaluation image side (none = the model's data config)",
                                   check=">=1")
     synthetic_samples: int = option(512, "images in the synthetic data set", check=">=1")
@@ -154,6 +158,10 @@ class ClassificationOptions:
     crop_pct: float | None = option(None, "evaluation centre-crop fraction (none = the model's)", check="(0,1]")
     layer_decay: float | None = option(None, "layer-wise lr decay (none = off)", check="(0,1]")
     ema_decay: float | None = option(None, "EMA of the weights, evaluated alongside (e.g. 0.9999)", check="(0,1)")
+    modality: str = option("image", "what the samples are; the others go through their adapter to C' x H x W "
+                                    "(UniRepLKNet's universal perception)", choices=MODALITY_NAMES)
+    modality_options: dict = option(None, "the modality's options as a YAML mapping, e.g. {frames: 8, "
+                                          "frame_size: 64} (see README)", factory=dict)
 
 
 @dataclass
@@ -177,6 +185,17 @@ class TrainConfig(ClassificationOptions, RunConfig):
     TASK: ClassVar[str] = "training"
 
     def check_task(self) -> None:
+        if self.modality != "image":
+            from ..modalities import get_modality
+
+            get_modality(self.modality).make_options(self.modality_options)
+            defaults = TrainConfig()
+            changed = [k for k in IMAGE_ONLY if getattr(self, k) != getattr(defaults, k)]
+            if changed:
+                raise ConfigError(f"{', '.join(changed)} act on images; a {self.modality} run augments in its "
+                                  "adapter (see modality_options)")
+        elif self.modality_options:
+            raise ConfigError("modality_options are for a modality other than image")
         if self.auto_augment is not None:
             if self.randaugment_magnitude is not None:
                 raise ConfigError("give auto_augment (timm's policy) or randaugment_magnitude, not both")

@@ -12,6 +12,8 @@ from torch import nn
 from ..checkpoint import load_checkpoint, read_checkpoint, read_metadata
 from ..data.preprocessing import DataConfig
 from ..errors import CheckpointError, ConfigError
+from ..modalities import IMAGE, create_modality_model
+from ..modalities.weights import load_modality_checkpoint
 from ..models import create_model, model_data_config
 
 
@@ -23,6 +25,8 @@ class CheckpointInfo:
     model_kwargs: dict
     class_names: list[str] = field(default_factory=list)
     preprocessing: DataConfig = DataConfig()
+    modality: str = "image"
+    modality_options: dict = field(default_factory=dict)
 
 
 def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
@@ -39,9 +43,13 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
             raise ValueError("model_kwargs must be a mapping and class_names a list")
         fallback = model_data_config(meta["model"], **{k: v for k, v in kwargs.items() if k == "in_chans"})
         preprocessing = DataConfig.from_metadata(meta, fallback)
+        modality_options = json.loads(meta.get("modality_options", "{}"))
+        if not isinstance(modality_options, dict):
+            raise ValueError("modality_options must be a mapping")
     except (json.JSONDecodeError, ValueError) as e:
         raise CheckpointError(f"{path}: corrupt metadata ({e})") from None
-    return CheckpointInfo(meta["model"], kwargs, [str(n) for n in names], preprocessing)
+    return CheckpointInfo(meta["model"], kwargs, [str(n) for n in names], preprocessing,
+                          meta.get("modality", IMAGE), modality_options)
 
 
 def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
@@ -51,8 +59,14 @@ def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = 
     info = checkpoint_info(path)
     kwargs = {k: v for k, v in info.model_kwargs.items() if k != "drop_path_rate"}
     try:
-        model = create_model(info.model_name, **kwargs)
+        if info.modality == IMAGE:
+            model = create_model(info.model_name, **kwargs)
+        else:
+            model = create_modality_model(info.model_name, info.modality, info.modality_options, **kwargs)
     except ConfigError as e:
         raise CheckpointError(f"{path}: its recorded model options do not build {info.model_name} ({e})") from None
-    load_checkpoint(model, path, strict=True, require_head=True)
+    if info.modality == IMAGE:
+        load_checkpoint(model, path, strict=True, require_head=True)
+    else:
+        load_modality_checkpoint(model, path, strict=True, require_head=True)
     return model.to(device).eval(), info

@@ -14,6 +14,7 @@ own, so padding changes nothing).
 """
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..modalities import ModalityModel
 from ..models.base import ModelWrapper
 from ..reparam import reparameterize
 from ..runtime import resolve_device
@@ -88,14 +90,19 @@ class FastInference(ModelWrapper):
 
 
 def optimize_for_inference(model: nn.Module, dtype: str = "bf16", compile: bool = True,
-                           device: str | torch.device | None = None) -> FastInference:
+                           device: str | torch.device | None = None) -> FastInference | ModalityModel:
     """The fast path of ``model`` (a copy; the model itself is left as it was): see the module docstring.
 
     ``dtype`` is "bf16" (default), "fp16" or "fp32"; a reduced precision the device does not compute natively
-    falls back to fp32 with a warning. ``compile=False`` skips torch.compile (no compilation wait).
+    falls back to fp32 with a warning. ``compile=False`` skips torch.compile (no compilation wait). A modality
+    model keeps its adapter in fp32 eager mode in front of its fast network.
     """
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if isinstance(model, ModalityModel):  # the network goes on the fast path; the adapter stays fp32 eager
+        network = optimize_for_inference(model.model, dtype, compile, device)
+        adapter = copy.deepcopy(model.adapter).eval().to(next(network.model.parameters()).device)
+        return ModalityModel(adapter, network, model.modality, model.options)
     device = resolve_device(str(device) if device is not None else
                             str(next(model.parameters()).device))
     if not native_dtype(device, dtype):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..runtime import autocast, eval_mode
+from ..runtime import autocast, eval_mode, to_device
 from .distributed import DistInfo, all_reduce_sum
 
 
@@ -52,7 +52,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
     k = min(5, num_classes)
     with eval_mode(model):
         for images, labels in loader:
-            images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            images = to_device(images, device, memory_format)
             labels = labels.to(device, non_blocking=True)
             with autocast(device, precision):
                 logits = model(images)

@@ -5,6 +5,7 @@ import csv
 import glob
 import io
 import json
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +19,10 @@ from ..conversion import CheckpointInfo
 from ..data import build_loader, build_split, read_image
 from ..errors import DataError, UserError
 from ..files import atomic_write_text
+from ..modalities import IMAGE, get_modality, modality_split
+from ..modalities.forecast import forecast_splits
 from .evaluate import EvalResult, evaluate
+from .forecast import ForecastResult, evaluate_forecast
 
 
 def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str, batch_size: int = 64,
@@ -27,14 +31,38 @@ def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str, batch
     classes; a folder of class folders is its own split), in the checkpoint's own preprocessing."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    val, classes = build_split(data, split, model.in_chans, info.preprocessing.eval_transform(),
-                               class_names=info.class_names or None, classes_from="the checkpoint")
+    if info.modality == IMAGE:
+        val, classes = build_split(data, split, model.in_chans, info.preprocessing.eval_transform(),
+                                   class_names=info.class_names or None, classes_from="the checkpoint")
+    else:
+        options = get_modality(info.modality).make_options(info.modality_options)
+        val, classes, _ = modality_split(info.modality, data, split, options, class_names=info.class_names or None,
+                                         classes_from="the checkpoint")
     if info.class_names and classes != info.class_names:
         raise UserError(f"the checkpoint knows classes {info.class_names[:5]}..., the data set has "
                         f"{classes[:5]}...; evaluate on data with the same classes")
     loader = build_loader(val, batch_size, train=False, seed=0, num_workers=workers)
     device = next(model.parameters()).device
     return evaluate(model, loader, len(classes), device)
+
+
+def is_forecaster(info: CheckpointInfo) -> bool:
+    """Whether the checkpoint forecasts a series (rather than classifying)."""
+    return info.modality == "timeseries" and bool(info.modality_options.get("horizon"))
+
+
+def evaluate_forecaster(model: nn.Module, info: CheckpointInfo, data: str, batch_size: int = 64,
+                        workers: int = 0) -> ForecastResult:
+    """MSE and MAE of a forecasting checkpoint on the held-out stretch of the series ``data`` (standardised by
+    that series' own training stretch)."""
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    options = get_modality("timeseries").make_options(info.modality_options)
+    _, val, names, _, _ = forecast_splits(data, options)
+    if info.class_names and names != info.class_names:
+        raise UserError(f"the checkpoint forecasts {info.class_names}, {data} holds {names}")
+    loader = build_loader(val, batch_size, train=False, seed=0, num_workers=workers)
+    return evaluate_forecast(model, loader, options.horizon, next(model.parameters()).device)
 
 
 def class_names(info: CheckpointInfo, num_classes: int) -> list[str]:
@@ -47,12 +75,25 @@ def class_names(info: CheckpointInfo, num_classes: int) -> list[str]:
     return [str(i) for i in range(num_classes)]
 
 
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """Files as given, every image below a folder (sorted), and the matches of glob patterns (``**`` too)."""
+def input_kinds(info: CheckpointInfo) -> tuple[tuple[str, ...], bool]:
+    """The file suffixes the checkpoint's modality reads, and whether a folder of frames is one input."""
+    if info.modality == IMAGE:
+        return IMG_EXTENSIONS, False
+    spec = get_modality(info.modality)
+    return spec.extensions, spec.sample_is_folder
+
+
+def expand_inputs(inputs: list[str], extensions: tuple[str, ...] = IMG_EXTENSIONS,
+                  frame_folders: bool = False) -> list[str]:
+    """Files as given, every file with one of ``extensions`` below a folder (sorted; with ``frame_folders`` a
+    folder holding images is itself one input), and the matches of glob patterns (``**`` too)."""
     paths: list[str] = []
     for item in inputs:
-        if Path(item).is_dir():
-            paths += sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+        if frame_folders and Path(item).is_dir() and any(p.suffix.lower() in IMG_EXTENSIONS
+                                                          for p in Path(item).iterdir()):
+            paths.append(item)
+        elif Path(item).is_dir():
+            paths += sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in extensions)
         elif glob.has_magic(item):
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
@@ -63,22 +104,36 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     return paths
 
 
-class ImageFiles(Dataset):
-    """Image files for prediction: item i is (i, the transformed image) or (i, why it could not be read).
-    Anything but a regular file (a folder, a FIFO, a device) is refused without opening it."""
+def read_transformed(path: str, in_chans: int, transform: Callable) -> torch.Tensor:
+    """An image file through the evaluation transform."""
+    return transform(read_image(path, in_chans))
 
-    def __init__(self, paths: list[str], in_chans: int, transform: Callable) -> None:
-        self.paths, self.in_chans, self.transform = paths, in_chans, transform
+
+def sample_reader(info: CheckpointInfo, in_chans: int) -> Callable[[str], torch.Tensor]:
+    """How one input file of the checkpoint's modality becomes a model input (picklable, for loader workers)."""
+    if info.modality == IMAGE:
+        return partial(read_transformed, in_chans=in_chans, transform=info.preprocessing.eval_transform())
+    spec = get_modality(info.modality)
+    return partial(spec.read, opts=spec.make_options(info.modality_options), train=False)
+
+
+class SampleFiles(Dataset):
+    """Input files for prediction: item i is (i, the model input read from it) or (i, why it could not be
+    read). Anything but a regular file (a FIFO, a device) is refused without opening it; a folder only where
+    it can be one sample (video frames)."""
+
+    def __init__(self, paths: list[str], read: Callable[[str], torch.Tensor], folders: bool = False) -> None:
+        self.paths, self.read, self.folders = paths, read, folders
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
-        path = self.paths[index]
-        if not Path(path).is_file():
-            return index, "not a readable image file" if Path(path).exists() else "no such file"
+        path = Path(self.paths[index])
+        if not (path.is_file() or (self.folders and path.is_dir())):
+            return index, "not a readable file" if path.exists() else "no such file"
         try:
-            return index, self.transform(read_image(path, self.in_chans))
+            return index, self.read(str(path))
         except DataError as e:
             return index, str(e)
 
@@ -99,7 +154,7 @@ def predict_images(model: nn.Module, info: CheckpointInfo, paths: list[str], top
     if topk < 1 or batch_size < 1:
         raise UserError(f"--topk ({topk}) and --batch-size ({batch_size}) must be at least 1")
     names = class_names(info, model.num_classes)
-    files = ImageFiles([str(p) for p in paths], model.in_chans, info.preprocessing.eval_transform())
+    files = SampleFiles([str(p) for p in paths], sample_reader(info, model.in_chans), input_kinds(info)[1])
     loader = DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
     device = next(model.parameters()).device
     out: list[dict] = [{} for _ in paths]

@@ -81,3 +81,7 @@ class Task:
     def summary(self, row: dict) -> str:
         """The task's part of the one line printed after each epoch."""
         return ""
+
+    def result_line(self, progress: Progress) -> str:
+        """How the finished run did, in one line."""
+        return f"best val top-1 {progress.best_top1:.2f}% at epoch {progress.best_epoch}"

@@ -22,8 +22,9 @@ from ..data import batches_per_epoch, build_loader
 from ..errors import ConfigError, RunStopped, StorageError, TrainingDivergedError
 from ..models import model_data_config
 from ..optim import build_optimizer, build_scheduler
-from ..runtime import autocast, resolve_device
+from ..runtime import autocast, resolve_device, to_device
 from .classification import ClassificationTask
+from .forecast import ForecastTask
 from .distributed import all_reduce_sum, barrier, broadcast_object, gather_objects, init_distributed, shutdown
 from .ema import build_ema
 from .logbook import Logbook
@@ -38,10 +39,19 @@ class TrainResult:
     """Where the run lives and how it ended."""
 
     run_dir: Path
-    best_top1: float
+    best_top1: float  # the task's best score (forecasting: minus the held-out MSE)
     best_epoch: int
     last: dict
     is_main: bool = True  # False on the other processes of a distributed run
+    summary: str = ""  # the task's one line on how the run did
+
+
+def task_for(cfg: TrainConfig) -> Task:
+    """The task a training config describes: forecasting for a time-series run with a horizon, else
+    classification."""
+    if cfg.modality == "timeseries" and cfg.modality_options.get("horizon"):
+        return ForecastTask(cfg)
+    return ClassificationTask(cfg)
 
 
 def seed_all(seed: int) -> None:
@@ -91,7 +101,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, task: Task | None = None) -> None:
         self.cfg = cfg
-        self.task = task if task is not None else ClassificationTask(cfg)
+        self.task = task if task is not None else task_for(cfg)
         self.device = resolve_device(cfg.device)
         self.dist = init_distributed(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
@@ -225,7 +235,7 @@ class Trainer:
         for batch, (images, labels) in enumerate(loader, start=progress.batches_done):
             if batch >= last_batch:
                 break
-            images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            images = to_device(images, self.device, self.memory_format)
             labels = labels.to(self.device, non_blocking=True)
             boundary = (batch + 1) % accum == 0
             sync = contextlib.nullcontext() if boundary or not self.dist.enabled else self.ddp.no_sync()
@@ -347,7 +357,8 @@ class Trainer:
                 self._save(progress)
                 if logbook:
                     tqdm.write(self._epoch_line(row))
-        return TrainResult(self.run_dir, progress.best_top1, progress.best_epoch, row, self.dist.is_main)
+        return TrainResult(self.run_dir, progress.best_top1, progress.best_epoch, row, self.dist.is_main,
+                           self.task.result_line(progress))
 
     def close(self) -> None:
         """Release the run folder and leave the process group."""

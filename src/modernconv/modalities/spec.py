@@ -1,0 +1,110 @@
+"""What a modality is to the rest of the library: its options, the adapter that turns a batch of raw samples
+into B x C' x H x W, how one file is read, and its built-in data sets; plus the model that puts the adapter in
+front of any registered network (UniRepLKNet's universal perception: only the stem's input channels change)."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..models.base import ModelWrapper
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """One modality: ``in_chans`` (C'), its options type (a dataclass whose defaults are the paper's), the adapter
+    builder, the file reader (path, options, train) -> raw sample (train: with its random choices), the file suffixes it reads, and the built-in sets
+    (name -> builder(options) -> (train, val, class names))."""
+
+    name: str
+    in_chans: int
+    options: type
+    adapter: Callable[[Any], nn.Module]
+    read: Callable[[str, Any, bool], torch.Tensor]
+    extensions: tuple[str, ...]
+    built_in: Mapping[str, Callable[[Any], tuple]]
+    sample_is_folder: bool = False  # a folder of frames is one video
+
+    def make_options(self, given: Mapping[str, Any] | None = None) -> Any:
+        """The options with ``given`` (a mapping from a recipe or a checkpoint) over the defaults; an unknown
+        key or a wrongly typed value gives one line naming it and the accepted keys."""
+        given = dict(given or {})
+        names = [f.name for f in dataclasses.fields(self.options)]
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise ConfigError(f"{self.name} options do not include {', '.join(unknown)}; they are: {', '.join(names)}")
+        hints = typing.get_type_hints(self.options)
+        for key, value in given.items():
+            given[key] = _coerce(f"{self.name} option {key}", value, hints[key])
+        return self.options(**given)
+
+
+def _coerce(what: str, value: Any, hint: Any) -> Any:
+    """``value`` as the type ``hint`` names (int, float, bool, str, a tuple of floats, optionally None)."""
+    args = typing.get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise ConfigError(f"{what} cannot be none")
+    kind = next((a for a in args if a is not type(None)), hint) if args and type(None) in args else hint
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(typing.get_args(kind)):
+            raise ConfigError(f"{what} must be {len(typing.get_args(kind))} numbers, got {value!r}")
+        return tuple(_coerce(what, v, t) for v, t in zip(value, typing.get_args(kind)))
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{what} must be true or false, got {value!r}")
+        return value
+    if kind in (int, float) and isinstance(value, bool) or kind is int and isinstance(value, float):
+        raise ConfigError(f"{what} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be {kind.__name__}, got {value!r}") from None
+
+
+def require(module: str, what: str) -> Any:
+    """Import ``module`` (a library a modality reads or computes with), or say in one line how to get it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"{what} needs the {module} package: pip install 'modernconv[modalities]'") from None
+
+
+def positive(what: str, *values: float) -> None:
+    """Raise one line unless every value is positive."""
+    if not all(v > 0 for v in values):
+        raise ConfigError(f"{what} must be positive, got {', '.join(map(str, values))}")
+
+
+class ModalityModel(ModelWrapper):
+    """``model(adapter(raw))``: a registered network (``.model``, its stem taking C' channels) behind a
+    modality's adapter (``.adapter``: log-mel, frame tiling, multi-view projection or step embedding).
+
+    The adapter's training-time augmentation (SpecAugment, point-cloud rotation/scale/jitter) runs only in
+    training mode; its learned parameters (the time-series embedding) train with the network."""
+
+    def __init__(self, adapter: nn.Module, model: nn.Module, modality: str, options: Any) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.model = model
+        self.modality = modality
+        self.options = options
+
+    @property
+    def model_kwargs(self) -> dict:
+        return self.model.model_kwargs
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        return self.model(self.adapter(raw))
+
+    def metadata(self) -> dict[str, Any]:
+        """What a checkpoint records to rebuild the adapter: {"modality": name, "modality_options": {...}}."""
+        return {"modality": self.modality, "modality_options": dataclasses.asdict(self.options)}
