@@ -30,7 +30,7 @@ def test_intermediates_pruning_and_odd_sizes_match_timm(name, tmp_path):
         assert (reference.forward_features(x) - ours.forward_features(x)).abs().max() <= 1e-4
 
 
-def test_create_model_takes_timms_arguments():
+def test_create_model_takes_timms_arguments(monkeypatch, tmp_path):
     # what timm's train script passes: None for "the default", False for features it does not ask for
     model = modernconv.create_model("convnext_atto", pretrained=False, num_classes=None, drop_rate=None,
                                     drop_path_rate=None, drop_block_rate=None, global_pool=None, bn_momentum=None,
@@ -47,8 +47,9 @@ def test_create_model_takes_timms_arguments():
         modernconv.create_model("convnext_atto", global_pool="fast")
     with pytest.raises(modernconv.ConfigError, match="pass features_only=True"):
         modernconv.create_model("convnext_atto", out_indices=(1, 2))
-    with pytest.raises(modernconv.ConfigError, match="nothing is downloaded"):
-        modernconv.create_model("convnext_atto", pretrained=True)
+    monkeypatch.setenv("MODERNCONV_CACHE", str(tmp_path))  # an empty weights cache (see test_released.py)
+    with pytest.raises(modernconv.CheckpointError, match="not in the weights cache and nothing is downloaded"):
+        modernconv.create_model("convnext_atto", pretrained=True, cache_dir=None)
 
 
 def test_features_only_matches_timms_feature_info():

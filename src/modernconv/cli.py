@@ -80,6 +80,26 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from .models.released import cache_dir, candidates, list_pretrained, released_weights
+
+    found = list_pretrained(args.pattern)
+    if not found:
+        raise UserError(f"no released weights match {args.pattern!r}; try `modernconv weights` for all of them")
+    rows = [released_weights()[key] for key in found]
+    cache = cache_dir()
+    if args.json:
+        print(json.dumps([{**dataclasses.asdict(r), "key": r.key, "present": any(p.is_file() for p in candidates(r, cache))}
+                          for r in rows]))
+        return 0
+    print(f"weights cache: {cache}")
+    for r in rows:
+        present = "present" if any(p.is_file() for p in candidates(r, cache)) else "-"
+        size = "x".join(map(str, r.input_size[1:]))
+        print(f"{r.key:48s} {r.num_classes:>6} classes  {size:>7}  {r.license:20s} {present:8s} {r.file}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .analysis import profile_model
     from .models import get_model_spec
@@ -404,6 +424,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--family", action="store_true", help="also print each model's family")
     p.set_defaults(func=cmd_models)
 
+    p = sub.add_parser("weights", help="known released weights and whether they are in the cache",
+                       description="List the released weights `create_model(NAME.TAG, pretrained=True)` knows "
+                                   "(fnmatch PATTERN): classes, input size, licence, whether the file is in the "
+                                   "weights cache ($MODERNCONV_CACHE or ~/.cache/modernconv), and its file name. "
+                                   "Nothing is downloaded: put the files there yourself.")
+    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=cmd_weights)
+
     p = sub.add_parser("info", help="params, GMACs and feature shapes of a model",
                        description="Parameters, trainable parameters, GMACs (FlopCounterMode / 2) and "
                                    "feature channels and strides of MODEL.")
@@ -554,10 +583,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help='print {"top1", "topK", "loss", "count", "per_class"} (percent)')
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="top-k classes of images",
+    p = sub.add_parser("predict", help="top-k classes of images (or audio, video, point-cloud files)",
                        description="Classify images with a checkpoint written by `modernconv train` (or any with "
-                                   "its model named; 1000-class checkpoints without names get ImageNet's). "
-                                   "INPUT: files, folders (every image below) and glob patterns.")
+                                   "its model named; 1000-class checkpoints without names get ImageNet's), or the "
+                                   "files of its modality (audio clips, videos or frame folders, meshes or point "
+                                   "arrays). INPUT: files, folders (every such file below) and glob patterns.")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("images", nargs="+", metavar="INPUT")
     p.add_argument("--topk", type=int, default=5)

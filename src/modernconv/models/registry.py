@@ -15,6 +15,7 @@ from ..data.preprocessing import DataConfig
 from ..errors import ConfigError, ModelNotFoundError
 from ..layers.classifier import check_pool_type
 from .features import FeatureBackbone
+from .released import find_released, locate, split_tag
 
 
 @dataclass(frozen=True)
@@ -77,30 +78,38 @@ def get_model_spec(name: str) -> ModelSpec:
 
 # timm.create_model's framework arguments: accepted when they ask for nothing (timm's train script passes them)
 _TIMM_NEUTRAL = ("scriptable", "exportable", "no_jit", "drop_block_rate", "bn_momentum", "bn_eps", "pretrained_cfg",
-                 "pretrained_cfg_overlay", "cache_dir")
+                 "pretrained_cfg_overlay")
 
 
 def create_model(name: str, pretrained: bool | str | os.PathLike | None = None, *, features_only: bool = False,
                  out_indices: int | Sequence[int] | None = None, global_pool: str | None = None,
-                 checkpoint_path: str | os.PathLike | None = None, **kwargs: Any) -> nn.Module:
+                 checkpoint_path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+                 **kwargs: Any) -> nn.Module:
     """Build registered model ``name``, with timm's ``create_model`` contract.
 
-    ``pretrained``: a checkpoint path loaded with ``load_checkpoint`` (False / None: no weights).
+    ``pretrained``: a checkpoint path loaded with ``load_checkpoint``; True: the released weights ``name.tag`` (or
+    the name's default release) from the local weights cache, hash-checked (see ``models.released``; nothing is
+    downloaded; ``cache_dir`` overrides the cache folder, as in timm); False / None: no weights. A ``name.tag``
+    also sets the release's preprocessing.
     ``kwargs`` override architecture options (``num_classes``, ``in_chans``, ``drop_path_rate``, ...); a value
     of None means "the default", as timm's training script passes them. ``global_pool``: "avg" (default), "max",
     "avgmax" or "" (no pooling). ``features_only=True`` returns a backbone (see ``models.features``) giving the
     maps of ``out_indices`` (default: every stage). ``checkpoint_path`` is loaded after building, like timm's.
     """
-    if pretrained is True:
-        raise ConfigError(f"pretrained=True: give the path of {name}'s weights file instead (pretrained=PATH); "
-                          "nothing is downloaded")
+    name, tag = split_tag(name)
     spec = get_model_spec(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None and not (k in _TIMM_NEUTRAL and not v)}
+    release = find_released(name, tag) if pretrained is True or tag is not None else None
+    if release is not None and pretrained is True:
+        pretrained = locate(release, cache_dir)
+        kwargs.setdefault("num_classes", release.num_classes)
     spec.check_options(kwargs)
     model = spec.builder(**{**spec.arch, **kwargs})
     model.model_name = name
     model.model_kwargs = dict(kwargs)
     model.data_config = spec.data_config_for(kwargs.get("in_chans"))
+    if release is not None and kwargs.get("in_chans", 3) == 3:
+        model.data_config = release.data_config
     if global_pool is not None:
         model.head.pool_type = check_pool_type(global_pool)
         model.model_kwargs["global_pool"] = global_pool  # recorded, so a saved checkpoint rebuilds it
@@ -116,6 +125,9 @@ def create_model(name: str, pretrained: bool | str | os.PathLike | None = None, 
 
 def model_data_config(name: str, **kwargs: Any) -> DataConfig:
     """The preprocessing ``create_model(name, **kwargs)`` would carry, without building the model."""
+    name, tag = split_tag(name)
+    if tag is not None and kwargs.get("in_chans", 3) == 3:
+        return find_released(name, tag).data_config
     spec = get_model_spec(name)
     spec.check_options(kwargs)
     return spec.data_config_for(kwargs.get("in_chans"))

@@ -1,0 +1,89 @@
+"""The registry of released weights: name.tag -> file, licence and preprocessing; found in a local cache, never
+downloaded; hash-checked against the published hash or the one recorded at first use."""
+import json
+import warnings
+
+import pytest
+import timm
+import torch
+
+import modernconv
+from helpers import randomize_
+from modernconv.cli import main
+from modernconv.errors import CheckpointError, ConfigError, ModelNotFoundError
+from modernconv.models.released import find_released, released_weights
+
+
+def test_the_table_names_our_models_their_licences_and_preprocessing():
+    table = released_weights()
+    assert len(table) >= 80 and {r.name for r in table.values()} <= set(modernconv.list_models())
+    v2 = [r for r in table.values() if r.name.startswith("convnextv2")]
+    assert v2 and all(r.license == "cc-by-nc-4.0" and r.noncommercial for r in v2)  # the V2 / FCMAE weights
+    assert not find_released("convnext_tiny", "fb_in1k").noncommercial
+    fcmae = find_released("convnextv2_tiny", "fcmae")
+    assert fcmae.num_classes == 0 and fcmae.file == "convnextv2_tiny_1k_224_fcmae.pt"
+    tv = find_released("convnext_tiny", "tv_in1k")
+    assert tv.sha256 == "983f1562" and tv.interpolation == "bilinear" and tv.crop_pct == pytest.approx(224 / 236, 1e-3)
+    assert find_released("convnextv2_huge", "fcmae_ft_in22k_in1k_512").input_size == (3, 512, 512)
+
+
+def test_a_missing_file_says_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODERNCONV_CACHE", str(tmp_path))
+    with pytest.raises(CheckpointError) as err:
+        modernconv.create_model("convnextv2_atto.fcmae_ft_in1k", pretrained=True)
+    message = str(err.value)
+    assert "nothing is downloaded" in message and "convnextv2_atto_1k_224_ema.pt" in message
+    assert str(tmp_path) in message and "non-commercial" in message and "\n" not in message
+    with pytest.raises(ModelNotFoundError, match="has: d2_in1k"):
+        modernconv.create_model("convnext_atto.no_such_tag", pretrained=True)
+    with pytest.raises(ConfigError, match="no released weights are known for unireplknet_a"):
+        modernconv.create_model("unireplknet_a", pretrained=True)
+
+
+def test_a_cached_release_loads_with_its_classes_preprocessing_and_hash(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODERNCONV_CACHE", str(tmp_path))
+    reference = timm.create_model("convnextv2_atto").eval()
+    randomize_(reference)
+    torch.save(reference.state_dict(), tmp_path / "convnextv2_atto_1k_224_ema.pt")  # the published file name
+    with pytest.warns(UserWarning, match="first use of convnextv2_atto_1k_224_ema.pt, sha256 [0-9a-f]{64}"):
+        model = modernconv.create_model("convnextv2_atto.fcmae_ft_in1k", pretrained=True).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert (model(x) - reference(x)).abs().max() <= 1e-4
+    assert model.num_classes == 1000 and model.data_config.crop_pct == 0.875
+    assert json.loads((tmp_path / "hashes.json").read_text()).keys() == {"convnextv2_atto.fcmae_ft_in1k"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        modernconv.create_model("convnextv2_atto", pretrained=True, num_classes=10)  # the default tag, new classes
+    said = [str(w.message) for w in caught]
+    assert any("classifier not loaded" in m for m in said) and not any("first use" in m for m in said)
+    with open(tmp_path / "convnextv2_atto_1k_224_ema.pt", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(CheckpointError, match="the file changed"):
+        modernconv.create_model("convnextv2_atto.fcmae_ft_in1k", pretrained=True)
+
+
+def test_published_hash_prefixes_are_checked_and_hub_snapshots_are_found(tmp_path, monkeypatch):
+    import torchvision
+
+    monkeypatch.setenv("MODERNCONV_CACHE", str(tmp_path))
+    torch.save(torchvision.models.convnext_tiny().state_dict(), tmp_path / "convnext_tiny-983f1562.pth")
+    with pytest.raises(CheckpointError, match="is not the published 983f1562"):
+        modernconv.create_model("convnext_tiny.tv_in1k", pretrained=True)
+    snapshot = tmp_path / "elsewhere" / "convnext_atto.d2_in1k"
+    snapshot.mkdir(parents=True)
+    modernconv.save_checkpoint(modernconv.create_model("convnext_atto"), snapshot / "model.safetensors")
+    with pytest.warns(UserWarning, match="first use"):  # timm's cache_dir argument names the cache
+        modernconv.create_model("convnext_atto.d2_in1k", pretrained=True, cache_dir=tmp_path / "elsewhere")
+
+
+def test_a_tag_without_weights_sets_the_release_preprocessing(capsys, tmp_path, monkeypatch):
+    model = modernconv.create_model("convnext_tiny.fb_in22k_ft_in1k_384")
+    assert model.data_config.input_size == (3, 384, 384) and model.data_config.crop_pct == 1.0
+    assert timm.data.resolve_model_data_config(model)["input_size"] == (3, 384, 384)
+    monkeypatch.setenv("MODERNCONV_CACHE", str(tmp_path))
+    (tmp_path / "convnextv2_atto_1k_224_fcmae.pt").write_bytes(b"x")
+    assert main(["weights", "convnextv2_atto*"]) == 0
+    out = capsys.readouterr().out
+    assert "convnextv2_atto.fcmae " in out and "present" in out and "cc-by-nc-4.0" in out
+    assert main(["weights", "nothing*"]) == 2
