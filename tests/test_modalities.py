@@ -232,6 +232,17 @@ def test_any_model_takes_any_modality(modality):
         assert torch.allclose(out, torch.cat([model(r[None]) for r in raw]), atol=1e-5)
 
 
+def test_the_fast_path_keeps_the_adapter_in_front():
+    from modernconv import optimize_for_inference
+
+    model = create_modality_model("unireplknet_a", "audio", RAW["audio"][1], num_classes=5).eval()
+    fast = optimize_for_inference(model, "fp32", compile=False)
+    raw = RAW["audio"][0]
+    assert type(fast.adapter) is type(model.adapter) and fast.model.precision == "fp32"
+    with torch.no_grad():
+        assert torch.allclose(fast(raw), model(raw), atol=1e-4)  # the network re-parameterised, channels-last
+
+
 def test_options_are_checked():
     with pytest.raises(ConfigError, match="do not include sample_rte"):
         get_modality("audio").make_options({"sample_rte": 8000})
@@ -277,6 +288,27 @@ def test_one_epoch_on_each_built_in_set_then_eval(modality, tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(run / "best.safetensors"), "--data", data, "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["count"] > 0 and 0 <= report["top1"] <= 100
+    inputs = {"video": frame_folder, "pointcloud": point_file}.get(modality)
+    if inputs:  # predict reads the modality's own files
+        path = inputs(tmp_path)
+        assert main(["predict", "--checkpoint", str(run / "best.safetensors"), str(path), "--json"]) == 0
+        predictions = json.loads(capsys.readouterr().out)
+        assert [p["image"] for p in predictions] == [str(path)] and len(predictions[0]["top"]) == 5
+
+
+def frame_folder(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i in range(6):
+        Image.new("RGB", (16, 16), (40 * i, 0, 0)).save(folder / f"{i}.png")
+    return folder
+
+
+def point_file(tmp_path):
+    np.save(tmp_path / "cloud.npy", np.random.default_rng(0).normal(size=(300, 3)))
+    return tmp_path / "cloud.npy"
 
 
 def test_train_eval_predict_on_folders_of_files_with_a_bad_one(tmp_path, capsys):
