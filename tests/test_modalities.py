@@ -232,6 +232,16 @@ def test_any_model_takes_any_modality(modality):
         assert torch.allclose(out, torch.cat([model(r[None]) for r in raw]), atol=1e-5)
 
 
+def test_every_registered_model_takes_a_one_channel_modality():
+    import modernconv
+
+    for name in modernconv.list_models():
+        with torch.device("meta"):
+            network = create_modality_model(name, "timeseries", {"embed": "resize", "side": 64}).model
+        first = next(m for m in network.modules() if isinstance(m, torch.nn.Conv2d))
+        assert network.in_chans == 1 and first.in_channels == 1, name
+
+
 def test_the_fast_path_keeps_the_adapter_in_front():
     from modernconv import optimize_for_inference
 
