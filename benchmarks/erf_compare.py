@@ -1,8 +1,8 @@
 """Effective receptive fields of ConvNeXt and UniRepLKNet trained alike on the built-in digits.
 
 1. convnext_atto and unireplknet_a (with its large kernels 13, and, for a kernel-size comparison, the same
-   network with every 13 replaced by each --kernels size) trained with the digits recipes of configs/ at
-   --img-size, the same seed, data order and schedule.
+   network with every 13 replaced by each --kernels size), or with --pair tiny convnext_tiny and unireplknet_t,
+   trained with the digits recipes of configs/ at --img-size, the same seed, data order and schedule.
 2. The ERF of every trained model (modernconv.analysis.erf: RepLKNet's measurement) on the same held-out digits,
    upsampled to --erf-size (larger than the training size, as RepLKNet measures 224-trained models at 1024).
 
@@ -10,6 +10,7 @@ Prints a table of held-out top-1 and high-contribution area ratios; the side-by-
 Defaults take about 5-10 minutes on 2 CPU cores; rerunning with the same --out reuses finished runs.
 python benchmarks/erf_compare.py [--out runs/erf_compare] [--epochs 6] [--img-size 64] [--erf-size 224]
                                  [--images 32] [--kernels 3 7] [--figure benchmarks/figures/erf_digits.png]
+                                 [--pair tiny]   (convnext_tiny vs unireplknet_t instead of atto vs A)
 """
 from __future__ import annotations
 
@@ -38,13 +39,18 @@ def unireplknet_kernels(size: int) -> list[list[int]]:
     return [[size if k == LARGE_KERNEL else k for k in stage] for stage in KERNEL_SIZES[UNIREPLKNET_A_DEPTHS]]
 
 
-def runs(kernels: list[int]) -> list[tuple[str, str, str, dict]]:
-    """(label, run folder, recipe file, option overrides) of every model to compare."""
-    found = [("convnext_atto (7x7)", "convnext_atto", "digits_convnext.yaml", {})]
-    for k in sorted({*kernels, LARGE_KERNEL}):
+PAIRS = {"atto": ("convnext_atto", "unireplknet_a"), "tiny": ("convnext_tiny", "unireplknet_t")}
+
+
+def runs(pair: str, kernels: list[int]) -> list[tuple[str, str, str, dict]]:
+    """(label, run folder, recipe file, option overrides) of every model to compare: the pair's ConvNeXt, its
+    UniRepLKNet, and (for the atto pair) UniRepLKNet-A with other kernel sizes."""
+    convnext, unireplknet = PAIRS[pair]
+    found = [(f"{convnext} (7x7)", convnext, "digits_convnext.yaml", {"model": convnext})]
+    for k in sorted({*(kernels if pair == "atto" else []), LARGE_KERNEL}):
         variant = {} if k == LARGE_KERNEL else {"model_kwargs": {"kernel_sizes": unireplknet_kernels(k)}}
-        found.append((f"unireplknet_a ({k}x{k})", "unireplknet_a" + (f"_k{k}" if variant else ""),
-                      "digits_unireplknet.yaml", variant))
+        found.append((f"{unireplknet} ({k}x{k})", unireplknet + (f"_k{k}" if variant else ""),
+                      "digits_unireplknet.yaml", {"model": unireplknet, **variant}))
     return found
 
 
@@ -65,6 +71,8 @@ def main() -> None:
     parser.add_argument("--erf-size", type=int, default=224,
                         help="ERF input side (default 224: a 7x7 last-stage map, its centre the image's)")
     parser.add_argument("--images", type=int, default=32, help="held-out digits the ERF averages (default 32)")
+    parser.add_argument("--pair", choices=list(PAIRS), default="atto",
+                        help="convnext_atto vs unireplknet_a (default) or convnext_tiny vs unireplknet_t")
     parser.add_argument("--kernels", type=int, nargs="*", default=[3, 7],
                         help=f"UniRepLKNet-A variants with these instead of its {LARGE_KERNEL}x{LARGE_KERNEL} kernels")
     parser.add_argument("--figure", default=str(FIGURES / "erf_digits.png"))
@@ -74,7 +82,7 @@ def main() -> None:
 
     results: list[tuple[ERFResult, float]] = []
     batches = None
-    for label, folder, recipe, overrides in runs(args.kernels):
+    for label, folder, recipe, overrides in runs(args.pair, args.kernels):
         checkpoint, top1 = train_one(out / folder, recipe, overrides, args.epochs, args.img_size)
         print(f"trained {label}: best held-out top-1 {top1:.2f}% ({args.epochs} epochs)", flush=True)
         model, info = model_from_checkpoint(checkpoint)

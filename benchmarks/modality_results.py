@@ -91,14 +91,13 @@ def d2_histogram(points: np.ndarray, bins: int = 64) -> np.ndarray:
 
 
 def rocket(task: str) -> float:
+    """ROCKET on the windows the ConvNets see (standardised per variable, padded to the longest series)."""
     from aeon.classification.convolution_based import RocketClassifier
-    from aeon.datasets import load_from_ts_file
 
-    from modernconv.modalities.timeseries import ts_files
+    from modernconv.modalities.timeseries import TimeSeriesOptions, series_splits
 
-    name = "aeon:" + task.split("-")[1]
-    train_file, test_file = ts_files(name)
-    (x, y), (xv, yv) = load_from_ts_file(str(train_file)), load_from_ts_file(str(test_file))
+    train_set, val_set, _, _ = series_splits("aeon:" + task.split("-")[1], TimeSeriesOptions())
+    (x, y), (xv, yv) = ((np.stack([w.T.numpy() for w in s.windows]), np.array(s.labels)) for s in (train_set, val_set))
     return 100 * RocketClassifier(n_kernels=10000, random_state=0).fit(x, y).score(xv, yv)
 
 
