@@ -75,7 +75,7 @@ def test_an_unexpected_error_is_one_line_unless_debugging(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(modernconv.cli, "list_variants", broken)
+    monkeypatch.setattr(modernconv.cli.models, "list_variants", broken)
     assert main(["models"]) == 1
     err = capsys.readouterr().err
     assert err == "modernconv: error: unexpected ZeroDivisionError: a bug (rerun with --debug for the traceback)\n"

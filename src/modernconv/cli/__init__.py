@@ -21,380 +21,17 @@ examples:
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import sys
 import warnings
 from importlib.metadata import version
-from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from .errors import RunStopped, UserError
-from .variants import list_variants
-
-COMPILE_PAYS_FROM = 500  # predict --fast compiles from this many images on (compiling takes tens of seconds)
-
-# Each command imports the library parts it needs when it runs: `modernconv --help` and `modernconv models`
-# start without loading torch.
-
-
-def _input_size(values: list[str]) -> tuple[int, int, int]:
-    try:
-        size = tuple(int(v) for v in values)
-    except ValueError:
-        raise UserError(f"--input-size takes three integers C H W, got {' '.join(values)}") from None
-    if any(v <= 0 for v in size):
-        raise UserError(f"--input-size values must be positive, got {' '.join(values)}")
-    return size  # type: ignore[return-value]
-
-
-def _build(args: argparse.Namespace, device: str = "cpu") -> Any:
-    """Create the model named in ``args``: channels from ``--input-size``, weights from ``--checkpoint``."""
-    import torch
-
-    from .checkpoint import load_checkpoint
-    from .models import create_model
-    from .reparam import reparameterize
-
-    kwargs = {}
-    if args.input_size:
-        kwargs["in_chans"] = _input_size(args.input_size)[0]
-    if getattr(args, "num_classes", None) is not None:
-        kwargs["num_classes"] = args.num_classes
-    with torch.device(device):
-        model = create_model(args.model, **kwargs)
-    if getattr(args, "checkpoint", None):
-        load_checkpoint(model, args.checkpoint)
-    if args.reparameterize:
-        model = reparameterize(model, inplace=True)
-    return model
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    found = list_variants(args.pattern)
-    if not found:
-        raise UserError(f"no model matches {args.pattern!r}; try `modernconv models` for all of them")
-    for name, family in found:
-        print(f"{name:32s} {family}" if args.family else name)
-    return 0
-
-
-def cmd_weights(args: argparse.Namespace) -> int:
-    from .models.released import cache_dir, candidates, list_pretrained, released_weights
-
-    found = list_pretrained(args.pattern)
-    if not found:
-        raise UserError(f"no released weights match {args.pattern!r}; try `modernconv weights` for all of them")
-    rows = [released_weights()[key] for key in found]
-    cache = cache_dir()
-    if args.json:
-        print(json.dumps([{**dataclasses.asdict(r), "key": r.key, "present": any(p.is_file() for p in candidates(r, cache))}
-                          for r in rows]))
-        return 0
-    print(f"weights cache: {cache}")
-    for r in rows:
-        present = "present" if any(p.is_file() for p in candidates(r, cache)) else "-"
-        size = "x".join(map(str, r.input_size[1:]))
-        print(f"{r.key:48s} {r.num_classes:>6} classes  {size:>7}  {r.license:20s} {present:8s} {r.file}")
-    return 0
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    from .analysis import profile_model
-    from .models import get_model_spec
-
-    get_model_spec(args.model)
-    model = _build(args, device="meta")  # count without allocating or computing
-    size = _input_size(args.input_size) if args.input_size else None
-    profile = profile_model(model, size)
-    if args.json:
-        print(json.dumps(profile.to_dict()))
-        return 0
-    print(f"model            {profile.model}")
-    print(f"input size       {' x '.join(map(str, profile.input_size))}")
-    print(f"params           {profile.params:,}")
-    print(f"trainable params {profile.trainable_params:,}")
-    print(f"GMACs            {profile.gmacs:.3f}")
-    print("features         " + ", ".join(f"{f['channels']}@/{f['reduction']}" for f in profile.features))
-    return 0
-
-
-def _fast(model: Any, args: argparse.Namespace, compile: bool = True) -> Any:
-    """``model`` on the fast path when ``--fast`` was given (see ``modernconv.deploy.fast``), else as it is."""
-    if not args.fast:
-        return model
-    from .deploy import optimize_for_inference
-
-    return optimize_for_inference(model, args.fast, compile=compile and not args.no_compile)
-
-
-def _add_fast_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fast", nargs="?", const="bf16", choices=["bf16", "fp16", "fp32"],
-                   help="the fast path: deploy form, channels-last, bf16 (or the given precision; fp32 where the "
-                        "device lacks it) and torch.compile")
-    p.add_argument("--no-compile", action="store_true", help="with --fast: skip torch.compile (no compile wait)")
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    import torch
-
-    from .analysis import benchmark
-    from .runtime import resolve_device
-
-    if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
-        raise UserError("--batch-size and --steps must be at least 1 and --warmup at least 0")
-    if args.fast and (args.mode != "infer" or args.dtype != "fp32" or args.channels_last):
-        raise UserError("--fast sets the precision and memory format itself and runs inference: leave --mode, "
-                        "--dtype and --channels-last out")
-    model = _build(args, resolve_device(args.device))
-    size = _input_size(args.input_size) if args.input_size else model.data_config.input_size
-    model.check_input(torch.empty(1, *size, device="meta"))
-    model = _fast(model, args)
-    result = benchmark(model, args.batch_size, size, args.mode, args.dtype, args.channels_last, args.device,
-                       args.warmup, args.steps)
-    if args.fast:
-        result.dtype = f"fast path {model.precision}{' compiled' if model.compiled is not None else ''}"
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        print(f"{result.model} {result.mode} {result.dtype} batch {result.batch_size} "
-              f"{'x'.join(map(str, result.input_size))} on {result.device}"
-              f"{' channels-last' if result.channels_last else ''}: {result.images_per_s:.1f} images/s "
-              f"(median step {result.median_step_ms:.1f} ms), peak {result.memory_kind} "
-              f"{result.peak_memory_mb:.0f} MB")
-    return 0
-
-
-def cmd_convert(args: argparse.Namespace) -> int:
-    from .conversion import convert_checkpoint
-
-    _free_path(args.dst, args.force)
-    if args.to == "ours" and Path(args.dst).suffix not in ("", ".safetensors"):
-        warnings.warn(f"{args.dst} is written as safetensors; name it *.safetensors so other tools recognise it")
-    name, report = convert_checkpoint(args.src, args.dst, model=args.model, deploy=args.reparameterize,
-                                      use_ema=not args.no_ema, to=args.to)
-    form = " deploy form" if args.reparameterize else ""
-    written = {"ours": "", "timm": " in timm's layout", "hf": " as a transformers folder"}[args.to]
-    print(f"wrote {args.dst}: {name}{form}{written} (from {report.source_format} layout)")
-    return 0
-
-
-def _run_config(args: argparse.Namespace, extra: list[str], kind: type) -> Any:
-    """The recipe (``-c``) with ``--key value`` overrides; a resumed run keeps its own saved configuration."""
-    from .config import check_key, load_config, overrides_from
-    from .engine.state import CONFIG_FILE
-
-    if extra:
-        check_key(extra[0], kind)  # names the unknown option (or the task it belongs to)
-        raise UserError(f"unexpected argument {extra[0]!r}; options take the form --key value")
-    overrides = overrides_from(args, kind)
-    recipe = args.config
-    if recipe is None and "resume" in overrides and "output" in overrides:
-        saved = Path(overrides["output"]) / CONFIG_FILE
-        recipe = saved if saved.is_file() else None
-    return load_config(recipe, overrides, kind)
-
-
-def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
-    from .config import TrainConfig
-    from .engine import train
-
-    result = train(_run_config(args, extra, TrainConfig))
-    if result.is_main:
-        print(f"{result.summary}; run folder {result.run_dir}")
-    return 0
-
-
-def cmd_pretrain(args: argparse.Namespace, extra: list[str]) -> int:
-    from .config import PretrainConfig
-    from .pretrain.loop import pretrain
-
-    result = pretrain(_run_config(args, extra, PretrainConfig))
-    if result.is_main:
-        print(f"final loss {result.last.get('train_loss', float('nan')):.4f}; encoder {result.encoder}; "
-              f"run folder {result.run_dir}")
-    return 0
-
-
-def cmd_roadmap(args: argparse.Namespace, extra: list[str]) -> int:
-    from .config import TrainConfig, load_config
-    from .experiments.roadmap import MODERN_RECIPE, check_steps, run_roadmap, step_costs
-
-    steps = check_steps(args.track, args.steps.split(",") if args.steps else None)
-    if args.list:
-        costs = step_costs(args.track, steps=steps)
-        if args.json:
-            print(json.dumps([dict(step=c.step, params=c.params, gmacs=c.gmacs, paper_gflops=c.paper_gflops)
-                              for c in costs]))
-            return 0
-        for c in costs:
-            paper = f"{c.paper_gflops:6.2f}" if c.paper_gflops is not None else "     -"
-            print(f"{c.step:24s} {c.params / 1e6:7.2f}M params  {c.gmacs:6.2f} GMACs  paper {paper} GFLOPs")
-        return 0
-    if extra:
-        raise UserError(f"unexpected argument {extra[0]!r}; options take the form --key value")
-    from .config import overrides_from
-
-    overrides = overrides_from(args, TrainConfig)
-    refused = sorted({"model", "resume", "init"} & set(overrides))
-    if refused:
-        raise UserError(f"roadmap does not take --{refused[0]}: it trains the track's steps (--track, --steps) "
-                        "and resumes by itself when run again")
-    if "output" not in overrides:
-        raise UserError("roadmap needs --output DIR (running it again with the same DIR skips finished steps)")
-    cfg = load_config(args.config, overrides, TrainConfig, defaults=MODERN_RECIPE)
-    table = run_roadmap(cfg, cfg.output, args.track, steps, args.repeats)
-    if table:
-        best = max(table, key=lambda r: r["top1"])
-        print(f"wrote {Path(cfg.output) / 'roadmap.csv'} and roadmap.png; best: {best['step']} "
-              f"{best['top1']:.2f}% top-1")
-    return 0
-
-
-def cmd_collapse(args: argparse.Namespace) -> int:
-    from .analysis.collapse import checkpoint_curves, write_collapse_csv
-    from .plots import plot_collapse
-    from .runtime import resolve_device
-
-    curves = checkpoint_curves(args.model, args.checkpoint, args.data, args.images, args.img_size, args.batch_size,
-                               resolve_device(args.device))
-    csv_path = write_collapse_csv(curves, args.csv)
-    png_path = plot_collapse(curves, args.plot, title=f"feature collapse, {args.model}")
-    for curve in curves:
-        print(f"{curve.label}: mean score {curve.mean:.4f} over {len(curve.score)} blocks "
-              f"(first {curve.score[0]:.4f}, last {curve.score[-1]:.4f})")
-    print(f"wrote {csv_path} and {png_path}")
-    return 0
-
-
-def _model_or_checkpoint(name_or_file: str, checkpoint: str | None, device: Any, **kwargs: Any) -> Any:
-    """A registered model name (built with ``kwargs``; weights from ``checkpoint``, any format, else its fresh
-    initialisation), or one of our checkpoint files (or folders) alone, rebuilt with the preprocessing it
-    records."""
-    from .conversion import model_from_checkpoint
-    from .models import create_model
-
-    path = Path(name_or_file)
-    if not path.exists():
-        if path.suffix in (".safetensors", ".pth", ".pt", ".bin") or os.sep in name_or_file:
-            raise UserError(f"{name_or_file}: no such checkpoint file or folder")
-        return create_model(name_or_file, pretrained=checkpoint, **kwargs).to(device)
-    if checkpoint:
-        raise UserError(f"{name_or_file} is a checkpoint file: give --checkpoint with a model name, or a checkpoint "
-                        "file alone")
-    model, info = model_from_checkpoint(name_or_file, device)
-    model.data_config = info.preprocessing  # measure with the preprocessing it was trained with
-    return model
-
-
-def cmd_erf(args: argparse.Namespace) -> int:
-    from .analysis.collapse import held_out_images
-    from .analysis.erf import measure_erf, write_erf
-    from .plots import plot_erf
-    from .runtime import resolve_device
-
-    paths = [_free_path(str(Path(args.output) / name), args.force) for name in ("erf.png", "erf.json", "erf.npy")]
-    model = _model_or_checkpoint(args.model, args.checkpoint, resolve_device(args.device))
-    batches = held_out_images(args.data, model, args.images, args.img_size, args.batch_size)
-    weights = args.checkpoint or (args.model if args.model != model.model_name else None)
-    result = measure_erf(model, batches, label=f"{model.model_name} ({weights})" if weights else model.model_name)
-    write_erf(result, paths[1], paths[2])
-    plot_erf([result], paths[0], title=f"effective receptive field, {model.model_name}")
-    print(f"{result.label}: high-contribution area ratio "
-          + ", ".join(f"{t:.0%} {r:.4f}" for t, r in result.ratios.items())
-          + f" ({result.images} images, {result.input_size[0]}x{result.input_size[1]})")
-    print(f"wrote {paths[0]}, {paths[1].name} and {paths[2].name}")
-    return 0
-
-
-def _free_path(path: str, force: bool) -> Path:
-    """``path`` for a file about to be written: an existing file is only replaced with ``--force``."""
-    if Path(path).exists() and not force:
-        raise UserError(f"{path} exists; pass --force to overwrite it")
-    return Path(path)
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from .conversion import model_from_checkpoint
-    from .engine import evaluate_checkpoint
-    from .engine.inference import class_names, evaluate_forecaster, is_forecaster
-    from .plots import plot_confusion
-    from .runtime import resolve_device
-
-    confusion_png = _free_path(args.confusion, args.force) if args.confusion else None
-    model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
-    if is_forecaster(info):
-        errors = evaluate_forecaster(_fast(model, args), info, args.data, args.batch_size, args.workers)
-        print(json.dumps(dataclasses.asdict(errors)) if args.json else
-              f"MSE {errors.mse:.4f}  MAE {errors.mae:.4f}  (standardised; {errors.count} windows)")
-        return 0
-    result = evaluate_checkpoint(_fast(model, args), info, args.data, args.batch_size, args.workers, args.split)
-    names = class_names(info, model.num_classes)
-    if args.json:
-        print(json.dumps(result.report(names)), flush=True)
-    else:
-        print(f"top-1 {result.top1:.2f}%  top-{result.k} {result.top5:.2f}%  loss {result.loss:.4f}  "
-              f"({result.count} images)")
-        for name, acc in zip(names, result.per_class):
-            print(f"  {name:20s} {acc:6.2f}%")
-        if confusion_png:
-            print(f"confusion matrix: {confusion_png}", flush=True)
-    if confusion_png:
-        plot_confusion(result.confusion, names, confusion_png)
-    return 0
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    from .conversion import model_from_checkpoint
-    from .engine import predict_images
-    from .engine.inference import expand_inputs, input_kinds, write_predictions
-    from .runtime import resolve_device
-
-    output = _free_path(args.output, args.force) if args.output else None
-    if output and output.suffix not in (".csv", ".json"):
-        raise UserError(f"--output {output}: name a .csv or .json file")
-    model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
-    paths = expand_inputs(args.images, *input_kinds(info))
-    model = _fast(model, args, compile=len(paths) >= COMPILE_PAYS_FROM)
-    predictions = predict_images(model, info, paths, args.topk, args.batch_size, args.workers)
-    if args.json:
-        print(json.dumps(predictions))
-    else:
-        for item in predictions:
-            if "top" in item:
-                print(item["image"] + ": " + ", ".join(f"{p['class']} {100 * p['probability']:.1f}%"
-                                                       for p in item["top"]))
-    if output:
-        write_predictions(predictions, output)
-    failed = [item for item in predictions if "error" in item]
-    for item in failed:
-        print(f"modernconv: error: {item['image']}: {item['error']}", file=sys.stderr)
-    return 2 if failed else 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from .analysis.collapse import held_out_images
-    from .deploy import FORMATS, export_model, format_from_name
-
-    fmt = args.format or format_from_name(args.output)
-    if fmt is None:
-        raise UserError(f"cannot tell the format from the name {args.output}; give --format {', '.join(FORMATS)}")
-    output = _free_path(args.output, args.force)
-    size = _input_size(args.input_size) if args.input_size else None
-    options = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", size and size[0])) if v is not None}
-    model = _model_or_checkpoint(args.source, args.checkpoint, "cpu", **options).eval()
-    size = size or tuple(model.data_config.input_size)
-    real = None
-    if args.data != "none" and size[1] == size[2]:
-        real = held_out_images(args.data, model, args.images, img_size=size[1], batch_size=args.images)[0]
-    report = export_model(model, output, fmt, size, real, args.atol)
-    axes = ("batch, height and width" if report.dynamic_spatial
-            else f"batch (height and width fixed at {size[1]}x{size[2]})")
-    print(f"wrote {output} ({fmt}, deploy form, dynamic {axes})")
-    for check in report.checks:
-        print(f"  {check.inputs}: max |difference| {check.max_abs_diff:.2e} (allowed {report.atol:g})")
-    return 0
+from ..errors import RunStopped, UserError
+from .common import add_fast_options
+from .models import cmd_bench, cmd_convert, cmd_export, cmd_info, cmd_models, cmd_weights
+from .results import cmd_collapse, cmd_erf, cmd_eval, cmd_predict
+from .runs import cmd_pretrain, cmd_roadmap, cmd_train
 
 
 def _add_run_parser(sub: argparse._SubParsersAction, name: str, func: Callable[..., int], with_options: bool,
@@ -404,7 +41,7 @@ def _add_run_parser(sub: argparse._SubParsersAction, name: str, func: Callable[.
     p = sub.add_parser(name, help=help_text, description=description, allow_abbrev=False)
     p.add_argument("-c", "--config", help="YAML recipe; --key value options override it")
     if with_options:
-        from .config import PretrainConfig, TrainConfig, add_config_options
+        from ..config import PretrainConfig, TrainConfig, add_config_options
         add_config_options(p, {"train": TrainConfig, "pretrain": PretrainConfig, "roadmap": TrainConfig}[name])
     p.set_defaults(func=func, takes_extra=True)
     return p
@@ -458,7 +95,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--reparameterize", action="store_true", help="benchmark the deploy (re-parameterised) form")
-    _add_fast_options(p)
+    add_fast_options(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
@@ -578,7 +215,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--confusion", metavar="PNG", help="also write the confusion matrix to this PNG")
     p.add_argument("--force", action="store_true", help="overwrite the --confusion file if it exists")
-    _add_fast_options(p)
+    add_fast_options(p)
     p.add_argument("--json", action="store_true",
                    help='print {"top1", "topK", "loss", "count", "per_class"} (percent)')
     p.set_defaults(func=cmd_eval)
@@ -597,7 +234,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--output", metavar="FILE", help="also write the results to a .csv or .json file")
     p.add_argument("--force", action="store_true", help="overwrite the --output file if it exists")
-    _add_fast_options(p)
+    add_fast_options(p)
     p.set_defaults(func=cmd_predict)
     return parser
 

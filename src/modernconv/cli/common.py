@@ -1,0 +1,105 @@
+"""What several commands share: reading a model from the arguments, the fast path, run configs, paths."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+
+COMPILE_PAYS_FROM = 500  # predict --fast compiles from this many images on (compiling takes tens of seconds)
+
+# Each command imports the library parts it needs when it runs: `modernconv --help` and `modernconv models`
+# start without loading torch.
+
+
+def parse_input_size(values: list[str]) -> tuple[int, int, int]:
+    try:
+        size = tuple(int(v) for v in values)
+    except ValueError:
+        raise UserError(f"--input-size takes three integers C H W, got {' '.join(values)}") from None
+    if any(v <= 0 for v in size):
+        raise UserError(f"--input-size values must be positive, got {' '.join(values)}")
+    return size  # type: ignore[return-value]
+
+
+def build_from_args(args: argparse.Namespace, device: str = "cpu") -> Any:
+    """Create the model named in ``args``: channels from ``--input-size``, weights from ``--checkpoint``."""
+    import torch
+
+    from ..checkpoint import load_checkpoint
+    from ..models import create_model
+    from ..reparam import reparameterize
+
+    kwargs = {}
+    if args.input_size:
+        kwargs["in_chans"] = parse_input_size(args.input_size)[0]
+    if getattr(args, "num_classes", None) is not None:
+        kwargs["num_classes"] = args.num_classes
+    with torch.device(device):
+        model = create_model(args.model, **kwargs)
+    if getattr(args, "checkpoint", None):
+        load_checkpoint(model, args.checkpoint)
+    if args.reparameterize:
+        model = reparameterize(model, inplace=True)
+    return model
+
+
+def fast_path(model: Any, args: argparse.Namespace, compile: bool = True) -> Any:
+    """``model`` on the fast path when ``--fast`` was given (see ``modernconv.deploy.fast``), else as it is."""
+    if not args.fast:
+        return model
+    from ..deploy import optimize_for_inference
+
+    return optimize_for_inference(model, args.fast, compile=compile and not args.no_compile)
+
+
+def add_fast_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fast", nargs="?", const="bf16", choices=["bf16", "fp16", "fp32"],
+                   help="the fast path: deploy form, channels-last, bf16 (or the given precision; fp32 where the "
+                        "device lacks it) and torch.compile")
+    p.add_argument("--no-compile", action="store_true", help="with --fast: skip torch.compile (no compile wait)")
+
+
+def run_config(args: argparse.Namespace, extra: list[str], kind: type) -> Any:
+    """The recipe (``-c``) with ``--key value`` overrides; a resumed run keeps its own saved configuration."""
+    from ..config import check_key, load_config, overrides_from
+    from ..engine.state import CONFIG_FILE
+
+    if extra:
+        check_key(extra[0], kind)  # names the unknown option (or the task it belongs to)
+        raise UserError(f"unexpected argument {extra[0]!r}; options take the form --key value")
+    overrides = overrides_from(args, kind)
+    recipe = args.config
+    if recipe is None and "resume" in overrides and "output" in overrides:
+        saved = Path(overrides["output"]) / CONFIG_FILE
+        recipe = saved if saved.is_file() else None
+    return load_config(recipe, overrides, kind)
+
+
+def model_or_checkpoint(name_or_file: str, checkpoint: str | None, device: Any, **kwargs: Any) -> Any:
+    """A registered model name (built with ``kwargs``; weights from ``checkpoint``, any format, else its fresh
+    initialisation), or one of our checkpoint files (or folders) alone, rebuilt with the preprocessing it
+    records."""
+    from ..conversion import model_from_checkpoint
+    from ..models import create_model
+
+    path = Path(name_or_file)
+    if not path.exists():
+        if path.suffix in (".safetensors", ".pth", ".pt", ".bin") or os.sep in name_or_file:
+            raise UserError(f"{name_or_file}: no such checkpoint file or folder")
+        return create_model(name_or_file, pretrained=checkpoint, **kwargs).to(device)
+    if checkpoint:
+        raise UserError(f"{name_or_file} is a checkpoint file: give --checkpoint with a model name, or a checkpoint "
+                        "file alone")
+    model, info = model_from_checkpoint(name_or_file, device)
+    model.data_config = info.preprocessing  # measure with the preprocessing it was trained with
+    return model
+
+
+def free_path(path: str, force: bool) -> Path:
+    """``path`` for a file about to be written: an existing file is only replaced with ``--force``."""
+    if Path(path).exists() and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it")
+    return Path(path)
