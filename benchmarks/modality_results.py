@@ -39,7 +39,7 @@ TASKS: dict[str, tuple[str, dict, float]] = {
     "pointcloud": ("pointcloud_shapes.yaml", {}, 1.0),
     "timeseries-BasicMotions": ("timeseries_aeon.yaml", {}, 3.0),
     "timeseries-JapaneseVowels": ("timeseries_aeon.yaml", {"data": "aeon:JapaneseVowels"}, 1.0),
-    "forecast": ("timeseries_aeon.yaml", {"data": "seasonal", "batch_size": 32,
+    "forecast": ("timeseries_aeon.yaml", {"data": "seasonal", "batch_size": 32, "warmup_epochs": 0.1,
                                           "modality_options": {"side": 64, "length": 48, "horizon": 12}}, 0.17),
 }
 # label -> (run folder, model, model_kwargs)
