@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from .spec import ModalitySpec, positive, require
+from .spec import GeneratedSet, ModalitySpec, positive, require
 
 POINT_EXTENSIONS = (".off", ".npy", ".txt")
 
@@ -169,33 +169,23 @@ def shape_points(shape: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([np.cos(2 * np.pi * turns), np.sin(2 * np.pi * turns), 2 * u - 1], 1) + 0.05 * rng.standard_normal((n, 3))
 
 
-class GeneratedShapes(torch.utils.data.Dataset):
+class GeneratedShapes(GeneratedSet):
     """The built-in "shapes" set: eight surfaces, each sample randomly stretched and turned about z."""
 
-    def __init__(self, opts: PointCloudOptions, indices: np.ndarray) -> None:
-        self.opts, self.indices = opts, indices
-        self.labels = [int(i) % len(SHAPES) for i in indices]
-        self.bad_images: list[str] = []
+    classes = len(SHAPES)
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
-        rng = np.random.default_rng([11, int(self.indices[item])])
-        points = shape_points(SHAPES[self.labels[item]], self.opts.points, rng) * rng.uniform(0.7, 1.3, 3)
+    def sample(self, index: int, label: int) -> torch.Tensor:
+        rng = np.random.default_rng([11, index])
+        points = shape_points(SHAPES[label], self.opts.points, rng) * rng.uniform(0.7, 1.3, 3)
         angle = rng.uniform(0, 2 * np.pi)
         turn = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
         points = points @ turn.T + 0.01 * rng.standard_normal(points.shape)
-        return normalise_cloud(points, self.opts.points, train=False), self.labels[item]
+        return normalise_cloud(points, self.opts.points, train=False)
 
 
 def generated_shapes(opts: PointCloudOptions) -> tuple[GeneratedShapes, GeneratedShapes, list[str]]:
     """Train (80%) and val (20%) of the generated shapes."""
-    from ..data.generated import stratified_split
-
-    labels = np.arange(SHAPE_SAMPLES * len(SHAPES)) % len(SHAPES)
-    train, val = stratified_split(labels)
-    return GeneratedShapes(opts, train), GeneratedShapes(opts, val), list(SHAPES)
+    return (*GeneratedShapes.stratified(opts, SHAPE_SAMPLES), list(SHAPES))
 
 
 POINTCLOUD = ModalitySpec("pointcloud", 3, PointCloudOptions, MultiViewDepth, read_points, POINT_EXTENSIONS,

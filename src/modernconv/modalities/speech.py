@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .spec import require
+from .spec import GeneratedSet, require
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ACCENTS = ("en", "en-US", "en-GB-scotland", "en-GB-x-rp", "en-029", "en-US-nyc", "en-GB-x-gbclan")
@@ -78,20 +78,13 @@ def spoken_clip(index: int, rate: int, length: int) -> np.ndarray:
     return clip
 
 
-class SpokenDigits(torch.utils.data.Dataset):
+class SpokenDigits(GeneratedSet):
     """Clips (S,) at the options' rate and length, labelled 0..9."""
 
-    def __init__(self, opts, indices: np.ndarray) -> None:
-        self.opts, self.indices = opts, indices
-        self.labels = [int(i) % 10 for i in indices]
-        self.bad_images: list[str] = []
+    classes = len(DIGITS)
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
-        clip = spoken_clip(int(self.indices[item]), self.opts.sample_rate, self.opts.clip_samples)
-        return torch.from_numpy(clip), self.labels[item]
+    def sample(self, index: int, label: int) -> torch.Tensor:
+        return torch.from_numpy(spoken_clip(index, self.opts.sample_rate, self.opts.clip_samples))
 
 
 def spoken_digits(opts) -> tuple[SpokenDigits, SpokenDigits, list[str]]:

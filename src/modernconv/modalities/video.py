@@ -20,7 +20,7 @@ from torchvision.transforms.v2 import functional as TF
 from ..data.images import read_image
 from ..data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError
-from .spec import ModalitySpec, positive, require
+from .spec import GeneratedSet, ModalitySpec, positive, require
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 SAMPLINGS = ("uniform", "segment")
@@ -127,23 +127,20 @@ DIRECTIONS = ("east", "north-east", "north", "north-west", "west", "south-west",
 MOVING_SAMPLES = 60  # per class
 
 
-class MovingDigits(torch.utils.data.Dataset):
+class MovingDigits(GeneratedSet):
     """The built-in "moving-digits" set: a bundled digit slides across the frame; the class is its direction
-    (so a single frame cannot tell it). Each sample comes from its own seed."""
+    (so a single frame cannot tell it)."""
 
-    def __init__(self, opts: VideoOptions, indices: np.ndarray, train: bool) -> None:
+    classes = len(DIRECTIONS)
+
+    def __init__(self, opts: VideoOptions, indices: np.ndarray, train: bool = False) -> None:
         from ..data.generated import digits_images
 
-        self.opts, self.indices, self.train = opts, indices, train
+        super().__init__(opts, indices, train)
         self.digits = digits_images(1)[0]
-        self.labels = [int(i) % len(DIRECTIONS) for i in indices]
-        self.bad_images: list[str] = []
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
-        index, label, size = int(self.indices[item]), self.labels[item], self.opts.frame_size
+    def sample(self, index: int, label: int) -> torch.Tensor:
+        size = self.opts.frame_size
         g = torch.Generator().manual_seed(index)
         side = max(2, size // 2)
         digit = TF.resize(self.digits[index % len(self.digits)], [side, side], antialias=True).float() / 255
@@ -157,16 +154,12 @@ class MovingDigits(torch.utils.data.Dataset):
             x, y = ((size - side) / 2 + (step / (total - 1) - 0.5) * travel).round().int().tolist()
             cell = video[t, :, y:y + side, x:x + side]
             video[t, :, y:y + side, x:x + side] = torch.maximum(cell, colour * digit)
-        return video, label
+        return video
 
 
 def moving_digits(opts: VideoOptions) -> tuple[MovingDigits, MovingDigits, list[str]]:
     """Train (80%) and val (20%) of the moving digits."""
-    from ..data.generated import stratified_split
-
-    labels = np.arange(MOVING_SAMPLES * len(DIRECTIONS)) % len(DIRECTIONS)
-    train, val = stratified_split(labels)
-    return MovingDigits(opts, train, True), MovingDigits(opts, val, False), list(DIRECTIONS)
+    return (*MovingDigits.stratified(opts, MOVING_SAMPLES), list(DIRECTIONS))
 
 
 VIDEO = ModalitySpec("video", 3, VideoOptions, TileFrames, read_video, VIDEO_EXTENSIONS,
