@@ -117,7 +117,8 @@ def _flat_split(root: Path, samples: list[tuple[str, int]], split: str) -> list[
     lists = {name: root / name for name in set(LISTS.values()) if (root / name).is_file()}
     if lists:
         def listed(name: str) -> set[str]:
-            return {str(root / line.strip()) for line in open(lists[name]) if line.strip()} if name in lists else set()
+            lines = lists[name].read_text().splitlines() if name in lists else []
+            return {str(root / line.strip()) for line in lines if line.strip()}
 
         if split == "train":
             held = set().union(*(listed(n) for n in lists))
