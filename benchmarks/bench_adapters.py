@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import interleaved
+from common import interleaved, machine_line
 from modernconv.analysis.benchmark import make_step
 from modernconv.modalities import create_modality_model, get_modality
 
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--modalities", nargs="+", default=list(SIZES))
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     b = args.batch_size
     print(f"{args.model}, batch {b}, {torch.get_num_threads()} threads; median seconds per batch\n")
     print("| modality | input | read batch (1 worker) | adapter | train step | adapter / step | read / step |")

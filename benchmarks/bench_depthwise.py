@@ -17,7 +17,7 @@ from torch import nn
 import modernconv
 from modernconv.analysis.benchmark import make_step
 from modernconv.layers import DepthwiseConv2d
-from common import interleaved, ratio_row
+from common import interleaved, machine_line, ratio_row
 
 
 def build(name: str, full_kernels: bool) -> nn.Module:
@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per model per round")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     print(f"torch {torch.__version__}, cpu ({torch.get_num_threads()} threads), fp32, train step\n")
     print(f"| model, batch {args.batch_size}, {args.size}x{args.size} | cut img/s | full img/s | full/cut time "
           "(median) | range |\n|---|---|---|---|---|")

@@ -17,7 +17,7 @@ import torch
 
 import modernconv
 from modernconv.analysis.benchmark import make_step
-from common import interleaved, ratio_row
+from common import interleaved, machine_line, ratio_row
 
 
 def main() -> None:
@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {torch.get_num_threads()} threads, "

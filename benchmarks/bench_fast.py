@@ -23,7 +23,7 @@ import modernconv
 from modernconv.analysis import count_macs
 from modernconv.analysis.benchmark import make_step
 from modernconv.deploy import optimize_for_inference
-from common import interleaved, ratio_row
+from common import interleaved, machine_line, ratio_row
 
 PEAK_SIZES = (1024, 2048, 4096)
 
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     peak_bf16, peak_fp32 = matmul_peak_gflops(torch.bfloat16), matmul_peak_gflops(torch.float32)
     print(f"torch {torch.__version__}, timm {timm.__version__}, {torch.get_num_threads()} threads, batch "
           f"{args.batch_size}, {args.size}x{args.size}; matmul peak: bf16 {peak_bf16:.0f} GFLOP/s, "

@@ -25,7 +25,7 @@ import modernconv
 from modernconv.analysis.benchmark import peak_memory_mb, reset_peak_memory
 from modernconv.optim import build_optimizer
 from modernconv.pretrain import FCMAE
-from common import interleaved, ratio_row
+from common import interleaved, machine_line, ratio_row
 
 MODELS = ("convnextv2_atto", "convnextv2_tiny")
 MODES = ("masked", "sparse")
@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true", help="speed: channels-last images and weights")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     device = torch.device(args.device)
     if args.child:
         child(*args.child, args.batch_size, args.size, args.steps, device)

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import modernconv
-from common import interleaved
+from common import interleaved, machine_line
 from modernconv.conversion import model_from_checkpoint
 from modernconv.engine import evaluate_checkpoint, predict_images
 
@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

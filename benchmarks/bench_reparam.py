@@ -15,7 +15,7 @@ import torch
 
 import modernconv
 from modernconv.analysis.benchmark import make_step
-from common import interleaved
+from common import interleaved, machine_line
 
 GOAL = 1.5  # deploy / train throughput
 
@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
 
     device = torch.device(args.device)
     x = torch.randn(args.batch_size, 3, args.size, args.size, device=device).contiguous(

@@ -25,7 +25,7 @@ import torch
 
 import modernconv
 from modernconv.analysis.benchmark import make_step
-from common import interleaved, ratio_row
+from common import interleaved, machine_line, ratio_row
 
 HERE = Path(__file__).resolve().parent
 
@@ -126,6 +126,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     print(f"torch {torch.__version__}, timm {timm.__version__}, {torch.get_num_threads()} threads")
     for part in args.parts:
         {"speed": lambda: speed(args.rounds, args.steps), "memory": memory,

@@ -11,7 +11,7 @@ import torch
 
 import modernconv
 from modernconv.analysis.benchmark import make_step
-from common import interleaved, ratio_row
+from common import interleaved, machine_line, ratio_row
 
 
 def main() -> None:
@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     print(f"torch {torch.__version__}, timm {timm.__version__}, {torch.get_num_threads()} threads, "
           f"batch {args.batch_size}, {args.size}x{args.size}, fp32, eval, channels-last")
     print("| model | ours img/s | timm img/s | ours/timm (median) | range |\n|---|---|---|---|---|")

@@ -1,12 +1,40 @@
-"""Interleaved timing of several step functions in one process, so machine noise hits all of them alike."""
+"""Interleaved timing of several step functions in one process, so machine noise hits all of them alike; and the
+machine line every benchmark prints first, so each recorded figure names the CPU that produced it."""
 from __future__ import annotations
 
+import platform
 import statistics
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from modernconv.analysis.benchmark import time_steps
+
+
+# the CPU features that change which kernels run: vector width, int8 dot products, native bf16 / fp16, AMX tiles
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16",
+             "amx_int8")
+
+
+def machine_line() -> str:
+    """CPU model, its kernel-relevant features, the kernels torch picks here, threads and library versions."""
+    model, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+            if model and flags:
+                break
+    features = [f for f in ISA_FLAGS if f in flags] or ["(flags unknown)"]
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"machine: {model}; {' '.join(features)}; torch kernels {torch.backends.cpu.get_cpu_capability()}, "
+            f"oneDNN bf16 {'native' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'not native'}; "
+            f"{torch.get_num_threads()} threads; torch {torch.__version__}{gpu}")
 
 
 def interleaved(steps: dict[str, Callable[[], None]], rounds: int, per_round: int, warmup: int = 2,

@@ -103,3 +103,20 @@ def die_after_steps(trainer, monkeypatch, steps: int) -> None:
         original()
 
     monkeypatch.setattr(trainer, "_optimizer_step", step_then_die)
+
+
+@functools.cache
+def has_cxx_compiler() -> bool:
+    """Whether torch.compile's CPU backend (Inductor) finds a C++ compiler on this machine."""
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        return bool(get_cpp_compiler())
+    except Exception:  # Inductor raises its own error types when none is found
+        return False
+
+
+def scaled_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """The largest difference relative to the expected outputs' scale (their largest magnitude, or 1): how two
+    numerically different but correct fp32 paths are compared, since rounding grows with the values."""
+    return (actual - expected).abs().max().item() / max(1.0, expected.abs().max().item())

@@ -12,6 +12,8 @@ import modernconv
 from modernconv.checkpoint import fit_state_dict
 from modernconv.cli import main
 
+pytestmark = pytest.mark.isa_sensitive  # numeric comparisons between kernels: CI reruns them on AVX2
+
 
 def randomise_scales_(model: torch.nn.Module) -> torch.nn.Module:
     """Layer scale and GRN away from their initial values, so a wrong mapping of them shows."""

@@ -17,6 +17,8 @@ from modernconv.modalities.pointcloud import MultiViewDepth, PointCloudOptions, 
 from modernconv.modalities.timeseries import ResizeMap, StepEmbedding, TimeSeriesOptions, series_splits
 from modernconv.modalities.video import TileFrames, VideoOptions, frame_indices, read_video
 
+from helpers import scaled_error
+
 
 # ----- audio -----
 @pytest.mark.parametrize("freq", [300.0, 1000.0, 3000.0, 6500.0])
@@ -242,6 +244,7 @@ def test_every_registered_model_takes_a_one_channel_modality():
         assert network.in_chans == 1 and first.in_channels == 1, name
 
 
+@pytest.mark.isa_sensitive
 def test_the_fast_path_keeps_the_adapter_in_front():
     from modernconv import optimize_for_inference
 
@@ -250,7 +253,7 @@ def test_the_fast_path_keeps_the_adapter_in_front():
     raw = RAW["audio"][0]
     assert type(fast.adapter) is type(model.adapter) and fast.model.precision == "fp32"
     with torch.no_grad():
-        assert torch.allclose(fast(raw), model(raw), atol=1e-4)  # the network re-parameterised, channels-last
+        assert scaled_error(fast(raw), model(raw)) <= 1e-4  # the network re-parameterised, channels-last
 
 
 def test_options_are_checked():

@@ -75,6 +75,7 @@ def test_features_head_and_intermediates(name):
         assert torch.equal(model.forward_intermediates(x, indices=1, intermediates_only=True)[0], feats)
 
 
+@pytest.mark.isa_sensitive
 @pytest.mark.parametrize("name, deploy", FORMS, ids=[f"{n}{'-deploy' if d else ''}" for n, d in FORMS])
 def test_timm_contract(name, deploy):
     """timm 1.0's contract: intermediates, pooling choices, backbones, pretrained_cfg (deploy forms too)."""
@@ -153,6 +154,7 @@ def test_large_models_forward_small_input(name):
     assert out.shape == (1, 1000) and torch.isfinite(out).all()
 
 
+@pytest.mark.isa_sensitive
 @pytest.mark.parametrize("name", ["convnext_atto", "convnextv2_atto", "convmixer_256_8", "convnext_isotropic_small"])
 def test_gradient_checkpointing_gives_same_gradients(name):
     torch.manual_seed(1)

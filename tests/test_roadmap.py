@@ -66,6 +66,7 @@ def test_the_ends_have_the_reference_sizes():
     assert count_macs(end) == count_macs(meta_model("convnext_tiny"))
 
 
+@pytest.mark.isa_sensitive
 def test_resnet50_step_is_torchvisions_resnet50(tmp_path):
     tv = torchvision.models.resnet50().eval()
     randomize_(tv)
@@ -79,6 +80,7 @@ def test_resnet50_step_is_torchvisions_resnet50(tmp_path):
         torch.testing.assert_close(ours(x), tv(x), rtol=0, atol=1e-4)
 
 
+@pytest.mark.isa_sensitive
 def test_last_step_is_convnext_tiny(tmp_path):
     tiny = modernconv.create_model("convnext_tiny").eval()
     randomize_(tiny)
@@ -103,6 +105,7 @@ def test_resnet200_track_starts_at_resnet200_and_ends_at_convnext_base():
                                               ["gflops"])) / 15.35 < 0.05
 
 
+@pytest.mark.isa_sensitive
 def test_batchnorm_steps_in_training_mode_match_torchvision():
     """Not only the eval forward: the training-mode forward (batch statistics) matches too."""
     tv = torchvision.models.resnet50(num_classes=4)

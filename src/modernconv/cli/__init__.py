@@ -151,7 +151,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                    "dynamic height and width when exported at a size where every stage's map is at "
                                    "least 2x2), then run the file (onnxruntime for ONNX) on random inputs and real "
                                    "images and fail, writing nothing, if its outputs differ from PyTorch's by more "
-                                   "than --atol.")
+                                   "than --atol times the outputs' scale.")
     p.add_argument("source", metavar="SOURCE", help="model name or checkpoint file")
     p.add_argument("output", metavar="OUT", help="file to write (.onnx, .pt2, .pt)")
     p.add_argument("--format", help="onnx, torchscript or pt2 (default: from OUT's suffix)")
@@ -160,7 +160,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--input-size", nargs=3, metavar=("C", "H", "W"), help="default: the model's data config")
     p.add_argument("--data", default="digits", help="real images to check on: digits, a folder, or none")
     p.add_argument("--images", type=int, default=8, help="how many real images (default 8)")
-    p.add_argument("--atol", type=float, default=1e-4, help="largest allowed output difference (default 1e-4)")
+    p.add_argument("--atol", type=float, default=1e-4,
+                   help="allowed output difference per unit of output scale: a check allows ATOL x max(1, largest "
+                        "|output| of the PyTorch model), since rounding differences grow with the outputs "
+                        "(default 1e-4)")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     p.set_defaults(func=cmd_export)
 

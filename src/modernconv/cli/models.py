@@ -125,5 +125,5 @@ def cmd_export(args: argparse.Namespace) -> int:
             else f"batch (height and width fixed at {size[1]}x{size[2]})")
     print(f"wrote {output} ({fmt}, deploy form, dynamic {axes})")
     for check in report.checks:
-        print(f"  {check.inputs}: max |difference| {check.max_abs_diff:.2e} (allowed {report.atol:g})")
+        print(f"  {check.inputs}: max |difference| {check.max_abs_diff:.2e} (allowed {check.allowed:.2e})")
     return 0

@@ -5,8 +5,8 @@ dynamic height and width (multiples of the model's input stride from that size u
 fixed, as torch.export specialises maps of size 1).
 The written file is run right away (onnxruntime for ONNX, ``torch.jit.load`` / ``torch.export.load`` for the
 others) on random inputs at the export size, at another batch size and another spatial size, and on real
-images when given; if any output differs from the PyTorch model's by more than ``atol`` the file is deleted and
-an ``ExportError`` says by how much. Files are written in a temporary folder beside the output and moved into
+images when given; if any output differs from the PyTorch model's by more than ``allowed_difference`` (``atol``
+per unit of the outputs' scale) the file is deleted and an ``ExportError`` says by how much. Files are written in a temporary folder beside the output and moved into
 place only once checked, so a failed or killed export never leaves a file under the final name.
 """
 from __future__ import annotations
@@ -43,6 +43,7 @@ class ExportCheck:
 
     inputs: str
     max_abs_diff: float
+    allowed: float  # atol x max(1, largest |output| of the PyTorch model on these inputs)
 
 
 @dataclass
@@ -61,14 +62,25 @@ class ExportReport:
         return max(c.max_abs_diff for c in self.checks)
 
 
+def allowed_difference(expected: torch.Tensor, atol: float) -> float:
+    """The largest difference a correct file may show: ``atol`` for outputs of magnitude up to 1, ``atol`` times the
+    largest |output| above that. Two correct fp32 implementations (another kernel order, another CPU's vector
+    width) differ by rounding errors that grow with the outputs' magnitude, so a fixed absolute bound would refuse
+    a correct network whose logits are large (a randomly initialised ResNet-50's are in the tens)."""
+    return atol * max(1.0, expected.abs().max().item())
+
+
 def export_model(model: nn.Module, path: str | os.PathLike, fmt: str, input_size: Sequence[int],
                  real_images: torch.Tensor | None = None, atol: float = 1e-4) -> ExportReport:
     """Write the deploy form of ``model`` to ``path`` in format ``fmt`` and check it (see the module docstring).
 
-    ``input_size`` is (C, H, W), the size the model is traced at; ``real_images`` an optional N,C,H,W batch.
+    ``input_size`` is (C, H, W), the size the model is traced at; ``real_images`` an optional N,C,H,W batch;
+    ``atol`` the allowed difference per unit of output scale (``allowed_difference``).
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; the formats are {', '.join(FORMATS)}")
+    if not 0 < atol < float("inf"):
+        raise ExportError(f"atol must be a positive number, got {atol}")
     model = reparameterize(model).eval()
     example = torch.randn(2, *input_size)
     dynamic_spatial = min(input_size[1:]) >= min_dynamic_side(model)
@@ -82,10 +94,12 @@ def export_model(model: nn.Module, path: str | os.PathLike, fmt: str, input_size
         run = RUNNERS[fmt](target)
         for name, x in inputs.items():
             diff = (run(x) - expected[name]).abs().max().item()
-            report.checks.append(ExportCheck(name, diff))
-            if not diff <= atol:
+            allowed = allowed_difference(expected[name], atol)
+            report.checks.append(ExportCheck(name, diff, allowed))
+            if not diff <= allowed:
                 raise ExportError(f"the exported {fmt} file differs from the model by {diff:.3g} on {name} inputs "
-                                  f"(allowed {atol:g}); nothing was written")
+                                  f"(allowed {allowed:.3g}: atol {atol:g} x the largest |output|); "
+                                  "nothing was written")
 
     _write_checked(Path(path), write_and_check)
     return report
