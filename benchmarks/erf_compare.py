@@ -23,7 +23,7 @@ from modernconv.analysis.collapse import held_out_images
 from modernconv.analysis.erf import ERFResult, measure_erf
 from modernconv.config import load_config
 from modernconv.conversion import model_from_checkpoint
-from modernconv.engine import train
+from modernconv.tasks import train
 from modernconv.engine.state import BEST_FILE, LAST_FILE
 from modernconv.models.unireplknet import KERNEL_SIZES
 from modernconv.plots import plot_erf
@@ -60,7 +60,7 @@ def train_one(folder: Path, recipe: str, overrides: dict, epochs: int, img_size:
     cfg = load_config(CONFIGS / recipe, {**overrides, "epochs": epochs, "img_size": img_size, "progress": False,
                                          "output": str(folder), "resume": (folder / LAST_FILE).exists()})
     result = train(cfg)
-    return result.run_dir / BEST_FILE, result.best_top1
+    return result.run_dir / BEST_FILE, result.best_score
 
 
 def main() -> None:

@@ -24,11 +24,9 @@ from PIL import Image
 import modernconv
 from modernconv.analysis.collapse import collapse_curve, held_out_images, write_collapse_csv
 from modernconv.plots import plot_collapse
-from modernconv.config import load_config
+from modernconv.config import PretrainConfig, load_config
 from modernconv.data.generated import digits_images, stratified_split
-from modernconv.engine import train
-from modernconv.pretrain import PretrainConfig
-from modernconv.pretrain.loop import pretrain
+from modernconv.tasks import ENCODER_FILE, train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ENCODERS = ("convnextv2_atto", "convnext_atto")
@@ -52,9 +50,9 @@ def write_digits_folder(root: Path) -> int:
 def pretrain_encoder(name: str, out: Path, epochs: int) -> Path:
     cfg = load_config(CONFIGS / "fcmae_digits.yaml", {"model": name, "epochs": epochs, "progress": False,
                                                         "output": str(out / f"fcmae_{name}")}, kind=PretrainConfig)
-    result = pretrain(cfg)
+    result = train(cfg)
     print(f"pre-trained {name}: final loss {result.last['train_loss']:.4f} ({cfg.epochs} epochs)", flush=True)
-    return result.encoder
+    return result.run_dir / ENCODER_FILE
 
 
 def fine_tune(data: Path, out: Path, epochs: int, seed: int, init: Path | None) -> tuple[float, float]:
@@ -63,7 +61,7 @@ def fine_tune(data: Path, out: Path, epochs: int, seed: int, init: Path | None) 
     overrides = {"data": str(data), "epochs": epochs, "seed": seed, "progress": False,
                  "output": str(out / f"finetune_{label}_seed{seed}"), "init": str(init) if init else None}
     result = train(load_config(CONFIGS / "fcmae_digits_finetune.yaml", overrides))
-    return result.best_top1, result.last["val_top1"]
+    return result.best_score, result.last["val_top1"]
 
 
 def collapse(encoders: dict[str, Path], out: Path) -> None:

@@ -25,7 +25,7 @@ import torch
 
 from erf_compare import unireplknet_kernels
 from modernconv.config import load_config
-from modernconv.engine import train
+from modernconv.tasks import train
 from modernconv.engine.state import LAST_FILE
 from modernconv.modalities import get_modality, modality_split
 from modernconv.modalities.forecast import forecast_splits
@@ -56,7 +56,7 @@ def run_convnet(task: str, model: str, model_kwargs: dict, seed: int, epochs: in
                                          "epochs": max(1, round(epochs * scale)), "progress": False,
                                          "output": str(folder), "resume": (folder / LAST_FILE).exists()})
     result = train(cfg)
-    return -result.best_top1 if task == "forecast" else result.best_top1
+    return result.best_score
 
 
 def arrays(task: str, split: str) -> tuple[np.ndarray, np.ndarray]:

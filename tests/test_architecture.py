@@ -1,4 +1,4 @@
-"""The package's shape: imports flow one way (a layered DAG, ENGINEERING.md's layout) and importing modernconv
+"""The package's shape: imports flow one way (a layered DAG, the README's layout section) and importing modernconv
 has no global side effects."""
 import ast
 import subprocess
@@ -20,7 +20,9 @@ LAYERS = (
     ("modalities",),
     ("conversion", "config"),
     ("engine", "analysis", "deploy"),
-    ("pretrain", "experiments"),
+    ("pretrain",),
+    ("tasks",),
+    ("experiments",),
     ("cli", "__init__"),
     ("__main__",),
 )

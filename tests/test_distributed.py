@@ -12,9 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from modernconv.config import load_config
-from modernconv.engine import train
-from modernconv.pretrain import PretrainConfig
-from modernconv.pretrain.loop import pretrain
+from modernconv.config import PretrainConfig
+from modernconv.tasks import train
 
 CONFIG = dict(model="convnext_atto", data="synthetic", synthetic_samples=96, synthetic_classes=4, img_size=32,
               epochs=2, lr=1e-3, warmup_epochs=0.5, scale=[1.0, 1.0], hflip=0.0, randaugment_magnitude=None,
@@ -24,9 +23,9 @@ WORKER = textwrap.dedent("""
     import json, sys
     from safetensors.torch import save_file
     from modernconv.config import load_config
-    from modernconv.engine import Trainer
+    from modernconv.tasks import trainer_for
 
-    trainer = Trainer(load_config(None, json.loads(sys.argv[1])))
+    trainer = trainer_for(load_config(None, json.loads(sys.argv[1])))
     trainer.fit()
     state = {k: v.contiguous() for k, v in trainer.model.state_dict().items()}
     save_file(state, f"{sys.argv[2]}/rank{trainer.dist.rank}.safetensors")
@@ -65,15 +64,15 @@ def test_two_processes_match_one_process_over_the_same_global_batches(tmp_path):
 PRETRAIN_WORKER = textwrap.dedent("""
     import json, sys
     import torch
-    from modernconv.config import load_config
-    from modernconv.pretrain import PretrainConfig, fcmae
-    from modernconv.pretrain.loop import Pretrainer
+    from modernconv.config import PretrainConfig, load_config
+    from modernconv.pretrain import fcmae
+    from modernconv.tasks import trainer_for
 
     cfg, out, die_after = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     masks = []
     draw = fcmae.random_mask
     fcmae.random_mask = lambda *args, **kwargs: masks.append(draw(*args, **kwargs)) or masks[-1]
-    trainer = Pretrainer(load_config(None, cfg, kind=PretrainConfig))
+    trainer = trainer_for(load_config(None, cfg, kind=PretrainConfig))
     step, steps = trainer._optimizer_step, []
 
     def step_then_die():
@@ -108,7 +107,7 @@ def test_pretraining_on_two_processes_masks_each_rank_apart_and_resumes_mid_epoc
     assert cut.returncode != 0  # died after the step-8 checkpoint, in the middle of epoch 2
     shutil.copytree(tmp_path / "cut", tmp_path / "cut_one")
     with pytest.warns(UserWarning, match=r"saved mid-epoch by 2 process\(es\) and resumes on 1"):
-        pretrain(load_config(None, {**PRETRAIN, "output": str(tmp_path / "cut_one"), "resume": True},
+        train(load_config(None, {**PRETRAIN, "output": str(tmp_path / "cut_one"), "resume": True},
                              kind=PretrainConfig))
     resumed = torchrun(script, {**PRETRAIN, "output": str(tmp_path / "cut"), "resume": True}, tmp_path, -1)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -2,7 +2,6 @@
 the outputs' scale (the largest |output|, or 1)."""
 import importlib.util
 
-import numpy as np
 import onnxruntime
 import pytest
 import torch

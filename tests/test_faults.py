@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from modernconv.config import load_config
-from modernconv.engine import Trainer, train
+from modernconv.tasks import train, trainer_for
 from modernconv.engine import run_folder
 from modernconv.engine import state as run_state
 from modernconv.errors import ConfigError, TrainingDivergedError, UserError
@@ -69,7 +69,7 @@ COMMITTED_NAMES = ("state.pt", "state.prev.pt", "last.safetensors")
 @pytest.mark.parametrize("kill_before_rename", [5, 6, 7])
 def test_a_kill_between_any_two_renames_of_a_save_leaves_a_resumable_run(tmp_path, monkeypatch, kill_before_rename):
     full = train(quick(tmp_path, "full", save_every_steps=1))
-    trainer = Trainer(quick(tmp_path, "cut", save_every_steps=1))
+    trainer = trainer_for(quick(tmp_path, "cut", save_every_steps=1))
     renames, real_replace = {"n": 0}, os.replace
 
     def replace_or_die(src, dst):
@@ -118,7 +118,7 @@ def test_random_sigkills_always_leave_a_run_that_resumes_to_the_uninterrupted_we
 
 # ----- divergence -----
 def test_non_finite_weights_are_never_saved_and_the_message_names_a_good_file(tmp_path, monkeypatch):
-    trainer = Trainer(quick(tmp_path, save_every_steps=2))
+    trainer = trainer_for(quick(tmp_path, save_every_steps=2))
     step, done = trainer._optimizer_step, {"n": 0}
 
     def step_then_poison():
@@ -148,11 +148,11 @@ def test_a_learning_rate_that_explodes_leaves_only_finite_checkpoints(tmp_path):
 
 # ----- one run per folder -----
 def test_a_folder_held_by_a_live_run_is_refused(tmp_path):
-    first = Trainer(quick(tmp_path))
+    first = trainer_for(quick(tmp_path))
     with pytest.raises(ConfigError, match="is in use by another run"):
-        Trainer(quick(tmp_path))
+        trainer_for(quick(tmp_path))
     first.close()
-    second = Trainer(quick(tmp_path))  # the lock went with the first run
+    second = trainer_for(quick(tmp_path))  # the lock went with the first run
     second.close()
 
 
@@ -164,7 +164,7 @@ def test_default_run_folders_started_in_the_same_second_are_distinct(tmp_path, m
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(run_folder, "datetime", SameSecond)
-    a, b = Trainer(quick(tmp_path, output=None)), Trainer(quick(tmp_path, output=None))
+    a, b = trainer_for(quick(tmp_path, output=None)), trainer_for(quick(tmp_path, output=None))
     assert [a.run_dir.name, b.run_dir.name] == ["convnext_atto-20260102-030405", "convnext_atto-20260102-030405-2"]
     assert a.run_dir.parent == b.run_dir.parent == Path("runs")
     a.close()
@@ -173,7 +173,7 @@ def test_default_run_folders_started_in_the_same_second_are_distinct(tmp_path, m
 
 # ----- full disks and read-only folders -----
 def test_a_full_disk_keeps_the_previous_checkpoint_and_the_run_resumes(tmp_path, monkeypatch):
-    trainer = Trainer(quick(tmp_path, epochs=3))
+    trainer = trainer_for(quick(tmp_path, epochs=3))
     real_save = run_state.save_checkpoint
     calls = {"n": 0}
 
@@ -200,7 +200,7 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
     with pytest.raises(UserError, match=r"cannot create the run folder .* \(Permission denied\)"):
-        Trainer(quick(tmp_path, output=str(tmp_path / "ro" / "run")))
+        trainer_for(quick(tmp_path, output=str(tmp_path / "ro" / "run")))
 
 
 # ----- run records -----
@@ -215,7 +215,7 @@ def test_a_half_written_metrics_line_does_not_break_resume(tmp_path):
 
 
 def test_the_epoch_row_is_written_before_the_checkpoint_that_ends_the_epoch(tmp_path, monkeypatch):
-    trainer = Trainer(quick(tmp_path, epochs=2))
+    trainer = trainer_for(quick(tmp_path, epochs=2))
     save = trainer._save
 
     def save_then_die(progress):

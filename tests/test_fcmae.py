@@ -11,13 +11,12 @@ from safetensors.torch import load_file
 import modernconv
 from helpers import Interrupt, die_after_steps, randomize_
 from modernconv.cli import main
-from modernconv.config import load_config
-from modernconv.engine import train
+from modernconv.config import PretrainConfig, load_config
 from modernconv.checkpoint import save_checkpoint
 from modernconv.conversion import convert_checkpoint
 from modernconv.errors import CheckpointError, ConfigError, InputShapeError
-from modernconv.pretrain import FCMAE, PretrainConfig
-from modernconv.pretrain.loop import Pretrainer, pretrain
+from modernconv.pretrain import FCMAE
+from modernconv.tasks import ENCODER_FILE, train, trainer_for
 from modernconv.pretrain.sparse import encode
 from modernconv.pretrain.masking import check_mask, keep_count, patchify, random_mask, unpatchify, upsample_mask
 from test_checkpoint import authors_convnext_layout
@@ -231,25 +230,26 @@ def quick(tmp_path, name="pre", **overrides):
 
 
 def test_pretrain_then_fine_tune_round_trip(tmp_path):
-    result = pretrain(quick(tmp_path))
+    result = train(quick(tmp_path))
+    encoder_file = result.run_dir / ENCODER_FILE
     files = {p.name for p in result.run_dir.iterdir()}
     assert {"config.yaml", "metrics.jsonl", "curves.png", "last.safetensors", "state.pt", "encoder.safetensors",
             "reconstructions"} <= files
     assert sorted(p.name for p in (result.run_dir / "reconstructions").iterdir()) == ["epoch_0001.png",
                                                                                    "epoch_0002.png"]
-    encoder = load_file(str(result.encoder))
+    encoder = load_file(str(encoder_file))
     assert not any(k.startswith("head.") for k in encoder)
     full = load_file(str(result.run_dir / "last.safetensors"))
     assert all(torch.equal(full[f"encoder.{k}"], v) for k, v in encoder.items())
     assert full["encoder.stages.0.blocks.0.mlp.grn.weight"].abs().sum() > 0  # pre-training trained GRN
 
     with pytest.warns(UserWarning, match="encoder-only checkpoint"):
-        model = modernconv.create_model("convnextv2_atto", num_classes=4, pretrained=result.encoder)
+        model = modernconv.create_model("convnextv2_atto", num_classes=4, pretrained=encoder_file)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in encoder.items())
     with pytest.warns(UserWarning, match="encoder-only checkpoint"):
         tuned = train(load_config(None, dict(model="convnextv2_atto", data="synthetic", synthetic_samples=96,
                                              synthetic_classes=4, img_size=64, epochs=1, batch_size=16,
-                                             init=str(result.encoder), progress=False,
+                                             init=str(encoder_file), progress=False,
                                              output=str(tmp_path / "tuned"))))
     weights = load_file(str(tuned.run_dir / "last.safetensors"))
     assert torch.isfinite(torch.tensor(tuned.last["train_loss"])) and weights["head.fc.weight"].shape == (4, 320)
@@ -321,13 +321,13 @@ def test_authors_sparse_fcmae_release_and_our_whole_pretraining_file_load_their_
 
 
 def test_pretraining_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
-    full = pretrain(quick(tmp_path, "full", save_every_steps=2))
-    trainer = Pretrainer(quick(tmp_path, "cut", save_every_steps=2))
+    full = train(quick(tmp_path, "full", save_every_steps=2))
+    trainer = trainer_for(quick(tmp_path, "cut", save_every_steps=2))
     die_after_steps(trainer, monkeypatch, 4)  # after the step-4 checkpoint, mid-epoch 1 (5 steps per epoch)
     with pytest.raises(Interrupt):
         trainer.fit()
     trainer.close()
-    resumed = pretrain(quick(tmp_path, "cut", save_every_steps=2, resume=True))
+    resumed = train(quick(tmp_path, "cut", save_every_steps=2, resume=True))
     a, b = load_file(str(full.run_dir / "last.safetensors")), load_file(str(resumed.run_dir / "last.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert len((resumed.run_dir / "metrics.jsonl").read_text().splitlines()) == 2

@@ -16,7 +16,7 @@ from modernconv.checkpoint import load_checkpoint
 from modernconv.checkpoint.load import fit_state_dict
 from modernconv.cli import main
 from modernconv.config import load_config
-from modernconv.engine import Trainer
+from modernconv.tasks import trainer_for
 from modernconv.experiments import roadmap as experiment
 
 TRACK = "resnet50_to_convnext_t"
@@ -161,7 +161,7 @@ def test_an_interrupted_step_resumes_when_the_roadmap_runs_again(tmp_path, monke
     original = experiment.train
 
     def dies_in_the_second_epoch(cfg):
-        trainer = Trainer(cfg)
+        trainer = trainer_for(cfg)
         die_after_steps(trainer, monkeypatch, trainer.steps_per_epoch + 1)  # in the second epoch
         try:
             return trainer.fit()

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from helpers import Interrupt, die_after_steps
 from modernconv.cli import main
 from modernconv.config import load_config
-from modernconv.engine import Trainer, train
+from modernconv.tasks import train, trainer_for
 from modernconv.errors import ConfigError, TrainingDivergedError
 
 QUICK = dict(model="convnext_atto", data="synthetic", synthetic_samples=96, synthetic_classes=4, img_size=32,
@@ -52,7 +52,7 @@ def test_same_seed_same_weights(tmp_path):
 def test_resume_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch, stop_after_steps):
     extra = dict(randaugment_magnitude=9, mixup=0.8, cutmix=1.0, save_every_steps=stop_after_steps or 0)
     full = train(quick(tmp_path, "full", **extra))
-    trainer = Trainer(quick(tmp_path, "cut", **extra))
+    trainer = trainer_for(quick(tmp_path, "cut", **extra))
     # dies after the first epoch's checkpoint, or after the 3rd step's
     die_after_steps(trainer, monkeypatch, stop_after_steps or trainer.steps_per_epoch)
     with pytest.raises(Interrupt):
@@ -64,13 +64,13 @@ def test_resume_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch, stop_
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    trainer = Trainer(quick(tmp_path, epochs=3))
+    trainer = trainer_for(quick(tmp_path, epochs=3))
     real_loss = trainer.task.loss
     calls = {"n": 0}
 
-    def loss_goes_nan(net, images, labels):
+    def loss_goes_nan(net, batch):
         calls["n"] += 1
-        out = real_loss(net, images, labels)
+        out = real_loss(net, batch)
         return out * float("nan") if calls["n"] > trainer.steps_per_epoch + 2 else out
 
     monkeypatch.setattr(trainer.task, "loss", loss_goes_nan)

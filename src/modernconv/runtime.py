@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .variants import PRECISION_NAMES
 
 # fp16 trains with a gradient scaler (for GPUs without bf16); bf16 needs none
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = dict(zip(PRECISION_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
 
 
 def resolve_device(name: str | None = None) -> torch.device:

@@ -1,9 +1,11 @@
 """Every registered model: its name, family and architecture, as plain data (no torch), so the names can be
 listed instantly (`modernconv models`). The family files build and register these; the data configs and the
-builders live there."""
+builders live there. Also the precision names, for the command line's options (which start without torch)."""
 from __future__ import annotations
 
 import fnmatch
+
+PRECISION_NAMES = ("fp32", "bf16", "fp16")  # runtime.PRECISIONS maps them to torch dtypes
 
 # name -> architecture arguments of the family's builder
 CONVNEXT_V1 = {

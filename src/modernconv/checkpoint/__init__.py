@@ -5,4 +5,5 @@ A leaf of the package: it works on state dicts and any ``nn.Module`` and never i
 from .io import read_checkpoint, read_metadata, save_checkpoint
 from .load import LoadReport, fit_state_dict, load_checkpoint, load_tensors
 
-__all__ = ["LoadReport", "fit_state_dict", "load_checkpoint", "load_tensors", "read_checkpoint", "read_metadata", "save_checkpoint"]
+__all__ = ["LoadReport", "fit_state_dict", "load_checkpoint", "load_tensors", "read_checkpoint", "read_metadata",
+           "save_checkpoint"]

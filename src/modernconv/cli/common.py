@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..variants import PRECISION_NAMES
 
 COMPILE_PAYS_FROM = 500  # predict --fast compiles from this many images on (compiling takes tens of seconds)
 
@@ -56,7 +57,7 @@ def fast_path(model: Any, args: argparse.Namespace, compile: bool = True) -> Any
 
 
 def add_fast_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fast", nargs="?", const="bf16", choices=["bf16", "fp16", "fp32"],
+    p.add_argument("--fast", nargs="?", const="bf16", choices=PRECISION_NAMES,
                    help="the fast path: deploy form, channels-last, bf16 (or the given precision; fp32 where the "
                         "device lacks it) and torch.compile")
     p.add_argument("--no-compile", action="store_true", help="with --fast: skip torch.compile (no compile wait)")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..variants import list_variants
-from .common import build_from_args, fast_path, free_path, model_or_checkpoint, parse_input_size
+from .common import add_fast_options, build_from_args, fast_path, free_path, model_or_checkpoint, parse_input_size
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -43,9 +43,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from ..analysis import profile_model
-    from ..models import get_model_spec
 
-    get_model_spec(args.model)
     model = build_from_args(args, device="meta")  # count without allocating or computing
     size = parse_input_size(args.input_size) if args.input_size else None
     profile = profile_model(model, size)
@@ -127,3 +125,89 @@ def cmd_export(args: argparse.Namespace) -> int:
     for check in report.checks:
         print(f"  {check.inputs}: max |difference| {check.max_abs_diff:.2e} (allowed {check.allowed:.2e})")
     return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
+    """The parsers of this module's commands (``command``: the one being run, for options that need torch)."""
+    p = sub.add_parser("models", help="list model names", description="List registered models (fnmatch PATTERN).")
+    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--family", action="store_true", help="also print each model's family")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("weights", help="known released weights and whether they are in the cache",
+                       description="List the released weights `create_model(NAME.TAG, pretrained=True)` knows "
+                                   "(fnmatch PATTERN): classes, input size, licence, whether the file is in the "
+                                   "weights cache ($MODERNCONV_CACHE or ~/.cache/modernconv), and its file name. "
+                                   "Nothing is downloaded: put the files there yourself.")
+    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=cmd_weights)
+
+    p = sub.add_parser("info", help="params, GMACs and feature shapes of a model",
+                       description="Parameters, trainable parameters, GMACs (FlopCounterMode / 2) and "
+                                   "feature channels and strides of MODEL.")
+    p.add_argument("model")
+    p.add_argument("--input-size", nargs=3, metavar=("C", "H", "W"), help="default: the model's data config")
+    p.add_argument("--num-classes", type=int, help="classifier size (0 = none)")
+    p.add_argument("--reparameterize", action="store_true", help="profile the deploy (re-parameterised) form")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("bench", help="images/s and peak memory",
+                       description="Warm up, then time steps of MODEL and print the median images/s and the "
+                                   "peak memory (CUDA allocated, or process RSS on CPU).")
+    p.add_argument("model")
+    p.add_argument("--checkpoint", help="weights to load first (any supported format)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--input-size", nargs=3, metavar=("C", "H", "W"))
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 (bf16 and fp16 run under autocast)")
+    p.add_argument("--mode", choices=["infer", "train"], default="infer",
+                   help="infer: eval forward; train: forward + backward + AdamW step")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--reparameterize", action="store_true", help="benchmark the deploy (re-parameterised) form")
+    add_fast_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("convert", help="convert any supported checkpoint to our safetensors",
+                       description="Read SRC (ours, timm's, torchvision's, Hugging Face transformers' or the "
+                                   "authors' layout; .safetensors/.pth/.pt/.bin, or a folder holding one, such as "
+                                   "a save_pretrained folder) and write DST as modernconv safetensors. The model is "
+                                   "inferred from the tensor shapes unless --model is given. A training checkpoint "
+                                   "with EMA weights gives those (say which with a note) unless --no-ema.")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--model", help="target model name (default: inferred)")
+    p.add_argument("--reparameterize", action="store_true",
+                   help="write the deploy form (branches, BatchNorms, layer scale folded; same outputs)")
+    p.add_argument("--to", choices=["ours", "timm", "hf"], default="ours",
+                   help="ours (DST.safetensors; a DST without a suffix: a folder, config.json + "
+                        "model.safetensors), timm (timm's state dict) or hf (a transformers save_pretrained folder)")
+    p.add_argument("--no-ema", action="store_true", help="take a training checkpoint's plain weights, not its EMA")
+    p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("export", help="export to ONNX, TorchScript or PT2, checked against PyTorch",
+                       description="Write the deploy form of SOURCE (a model name, with --checkpoint for its "
+                                   "weights, or one of our checkpoint files) to OUT with a dynamic batch axis (and "
+                                   "dynamic height and width when exported at a size where every stage's map is at "
+                                   "least 2x2), then run the file (onnxruntime for ONNX) on random inputs and real "
+                                   "images and fail, writing nothing, if its outputs differ from PyTorch's by more "
+                                   "than --atol times the outputs' scale.")
+    p.add_argument("source", metavar="SOURCE", help="model name or checkpoint file")
+    p.add_argument("output", metavar="OUT", help="file to write (.onnx, .pt2, .pt)")
+    p.add_argument("--format", help="onnx, torchscript or pt2 (default: from OUT's suffix)")
+    p.add_argument("--checkpoint", help="with a model name: weights to load (any supported format)")
+    p.add_argument("--num-classes", type=int, help="with a model name: classifier size")
+    p.add_argument("--input-size", nargs=3, metavar=("C", "H", "W"), help="default: the model's data config")
+    p.add_argument("--data", default="digits", help="real images to check on: digits, a folder, or none")
+    p.add_argument("--images", type=int, default=8, help="how many real images (default 8)")
+    p.add_argument("--atol", type=float, default=1e-4,
+                   help="allowed output difference per unit of output scale: a check allows ATOL x max(1, largest "
+                        "|output| of the PyTorch model), since rounding differences grow with the outputs "
+                        "(default 1e-4)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.set_defaults(func=cmd_export)

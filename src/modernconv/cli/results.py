@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .common import COMPILE_PAYS_FROM, fast_path, free_path, model_or_checkpoint
+from .common import COMPILE_PAYS_FROM, add_fast_options, fast_path, free_path, model_or_checkpoint
 
 
 def cmd_collapse(args: argparse.Namespace) -> int:
@@ -103,3 +103,79 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for item in failed:
         print(f"modernconv: error: {item['image']}: {item['error']}", file=sys.stderr)
     return 2 if failed else 0
+
+
+def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
+    """The parsers of this module's commands (``command``: the one being run, for options that need torch)."""
+    p = sub.add_parser("collapse", help="per-block feature-collapse scores of checkpoints (CSV + PNG)",
+                       description="The ConvNeXt V2 paper's feature-collapse score of every block's expansion-MLP "
+                                   "activation (after GELU, before GRN): the mean over channel pairs of "
+                                   "(1 - cos) / 2, averaged over held-out images of DATA, against normalised depth. "
+                                   "Low = collapsed. One curve per checkpoint (encoder-only files load too).")
+    p.add_argument("model")
+    p.add_argument("--checkpoint", required=True, nargs="+", metavar="PATH")
+    p.add_argument("--data", default="digits", help="digits, synthetic, or a folder of images (its val/ if any)")
+    p.add_argument("--images", type=int, default=256, help="how many images to average over (default 256)")
+    p.add_argument("--img-size", type=int, help="default: the model's data config")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device")
+    p.add_argument("--csv", default="collapse.csv", help="where to write the scores (default collapse.csv)")
+    p.add_argument("--plot", default="collapse.png", help="where to write the plot (default collapse.png)")
+    p.set_defaults(func=cmd_collapse)
+
+    p = sub.add_parser("erf", help="effective receptive field of a model (heat map PNG, ratios JSON, map NPY)",
+                       description="RepLKNet's effective-receptive-field measurement: the gradient of the central "
+                                   "last-stage output (ReLU, summed over channels) with respect to the input, ReLU'd, "
+                                   "summed over channels and averaged over images of DATA; drawn log-scaled, "
+                                   "log10(x + 1). Prints the high-contribution area ratios: the smallest centred "
+                                   "square holding 20/30/50/99% of the log-scaled map, as a fraction of the image. "
+                                   "Writes DIR/erf.png, erf.json and erf.npy (the raw mean map).")
+    p.add_argument("model", metavar="MODEL_OR_CHECKPOINT",
+                   help="a model name (random init unless --checkpoint) or a checkpoint written by modernconv")
+    p.add_argument("--checkpoint", help="weights for the named model (any supported format)")
+    p.add_argument("--data", default="digits", help="digits, synthetic, or a folder of images (its val/ if any)")
+    p.add_argument("--images", type=int, default=50, help="how many images to average over (default 50, as RepLKNet)")
+    p.add_argument("--img-size", type=int, default=224,
+                   help="input side (default 224: a 7x7 last-stage map at stride 32; RepLKNet used 1024). The "
+                        "8x8 digits are upsampled to it")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--output", required=True, metavar="DIR", help="folder for erf.png, erf.json and erf.npy")
+    p.add_argument("--force", action="store_true", help="overwrite the files in DIR if they exist")
+    p.set_defaults(func=cmd_erf)
+
+    p = sub.add_parser("eval", help="accuracy of a checkpoint on a data set",
+                       description="Top-1, top-5, loss and per-class accuracy of a checkpoint written by "
+                                   "`modernconv train` on a held-out split of DATA (read alone; labelled with the "
+                                   "checkpoint's classes).")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default="digits",
+                   help="digits, synthetic, or a folder with SPLIT/<class>/ folders or class folders itself "
+                        "(default digits)")
+    p.add_argument("--split", default="val", help="the held-out split: val, test or validation (default val)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--confusion", metavar="PNG", help="also write the confusion matrix to this PNG")
+    p.add_argument("--force", action="store_true", help="overwrite the --confusion file if it exists")
+    add_fast_options(p)
+    p.add_argument("--json", action="store_true",
+                   help='print {"top1", "topK", "loss", "count", "per_class"} (percent)')
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="top-k classes of images (or audio, video, point-cloud files)",
+                       description="Classify images with a checkpoint written by `modernconv train` (or any with "
+                                   "its model named; 1000-class checkpoints without names get ImageNet's), or the "
+                                   "files of its modality (audio clips, videos or frame folders, meshes or point "
+                                   "arrays). INPUT: files, folders (every such file below) and glob patterns.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("images", nargs="+", metavar="INPUT")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0, help="image-decoding processes")
+    p.add_argument("--device")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--output", metavar="FILE", help="also write the results to a .csv or .json file")
+    p.add_argument("--force", action="store_true", help="overwrite the --output file if it exists")
+    add_fast_options(p)
+    p.set_defaults(func=cmd_predict)

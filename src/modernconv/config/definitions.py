@@ -24,6 +24,7 @@ from ..runtime import PRECISIONS
 
 FCMAE_MODES = ("sparse", "masked")  # the fast path and the dense reference (same results)
 MODALITY_NAMES = ("image", "audio", "video", "pointcloud", "timeseries")  # modernconv.modalities has the others
+SUPERVISED_TASKS = ("classification", "forecasting")  # modernconv.tasks has them (and FCMAE, PretrainConfig's)
 IMAGE_ONLY = ("hflip", "randaugment_magnitude", "auto_augment", "color_jitter", "random_erasing", "mixup", "cutmix",
               "layer_decay")  # options that act on images (or, for layer decay, on the image network's layers)
 MAX_WORKERS = 256
@@ -129,6 +130,10 @@ class RunConfig:
     def check_task(self) -> None:
         """Checks across the task's own options (none by default)."""
 
+    def task_name(self) -> str:
+        """The task this config runs (a key of ``modernconv.tasks.TASKS``)."""
+        raise NotImplementedError
+
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
@@ -139,8 +144,10 @@ class RunConfig:
 
 @dataclass
 class ClassificationOptions:
-    """What a classification run adds: augmentation, mixing, label smoothing, the head, layer decay, EMA."""
+    """What a supervised run adds: its task, augmentation, mixing, label smoothing, the head, layer decay, EMA."""
 
+    task: str | None = option(None, "what is learned (none = forecasting when modality_options has a horizon, "
+                                    "else classification)", choices=SUPERVISED_TASKS)
     head_init_scale: float = option(1.0, "scale of the new classifier's initial weights (fine-tuning: 0.001)",
                                     check=">0")
     randaugment_magnitude: int | None = option(None, "RandAugment magnitude 0..10 (none = off)",
@@ -184,7 +191,18 @@ class TrainConfig(ClassificationOptions, RunConfig):
 
     TASK: ClassVar[str] = "training"
 
+    def task_name(self) -> str:
+        """The ``task`` given; unset (as in runs saved before it existed), forecasting when the time-series
+        options name a horizon, else classification."""
+        if self.task is not None:
+            return self.task
+        return "forecasting" if self.modality == "timeseries" and self.modality_options.get("horizon") else \
+            "classification"
+
     def check_task(self) -> None:
+        if self.task == "forecasting" and not (self.modality == "timeseries" and self.modality_options.get("horizon")):
+            raise ConfigError("task forecasting needs modality timeseries and a horizon in modality_options, e.g. "
+                              "--modality timeseries --modality-options '{horizon: 24}'")
         if self.modality != "image":
             from ..modalities import get_modality
 
@@ -210,6 +228,9 @@ class PretrainConfig(FCMAEOptions, RunConfig):
     flips only. The defaults are a small CPU recipe for the digits (configs/fcmae_digits.yaml)."""
 
     TASK: ClassVar[str] = "pre-training"
+
+    def task_name(self) -> str:
+        return "fcmae"
 
     model: str = option("convnextv2_atto", "ConvNeXt encoder to pre-train (V2, or V1 for the collapse ablation)")
     img_size: int | None = option(128, "image side: a multiple of patch_size (128 = a 4x4 patch grid)",

@@ -27,6 +27,17 @@ class CheckpointInfo:
     preprocessing: DataConfig = DataConfig()
     modality: str = "image"
     modality_options: dict = field(default_factory=dict)
+    task: str = "classification"  # the task that trained it (modernconv.tasks.TASKS)
+
+
+def recorded_task(meta: dict[str, str], modality_options: dict) -> str:
+    """The task a checkpoint's metadata records. Files written before checkpoints named their task are read
+    here, the one place that knows: FCMAE's record its settings, a forecaster's options a horizon."""
+    if "task" in meta:
+        return meta["task"]
+    if "fcmae" in meta:
+        return "fcmae"
+    return "forecasting" if modality_options.get("horizon") else "classification"
 
 
 def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
@@ -49,7 +60,7 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     except (json.JSONDecodeError, ValueError) as e:
         raise CheckpointError(f"{path}: corrupt metadata ({e})") from None
     return CheckpointInfo(meta["model"], kwargs, [str(n) for n in names], preprocessing,
-                          meta.get("modality", IMAGE), modality_options)
+                          meta.get("modality", IMAGE), modality_options, recorded_task(meta, modality_options))
 
 
 def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"

@@ -56,7 +56,8 @@ def _hf_rules(prefix: str) -> tuple[tuple[str, Callable[[re.Match], str] | str],
     parts = {"conv_dw.": "dwconv.", "norm.": "layernorm.", "mlp.fc1.": "pwconv1.", "mlp.fc2.": "pwconv2.",
              "gamma": "layer_scale_parameter", "mlp.grn.weight": "grn.weight", "mlp.grn.bias": "grn.bias"}
     block = r"^stages\.(?P<i>\d+)\.blocks\.(?P<j>\d+)\.(?P<part>conv_dw\.|norm\.|mlp\.fc[12]\.|gamma|mlp\.grn\.\w+)"
-    return ((r"^stem\.0\.", f"{prefix}.embeddings.patch_embeddings."), (r"^stem\.1\.", f"{prefix}.embeddings.layernorm."),
+    return ((r"^stem\.0\.", f"{prefix}.embeddings.patch_embeddings."),
+            (r"^stem\.1\.", f"{prefix}.embeddings.layernorm."),
             (r"^stages\.(\d+)\.downsample\.", rf"{prefix}.encoder.stages.\1.downsampling_layer."),
             (block, lambda m: f"{prefix}.encoder.stages.{m['i']}.layers.{m['j']}.{parts[m['part']]}"),
             (r"^head\.norm\.", f"{prefix}.layernorm."), (r"^head\.fc\.", "classifier."))

@@ -12,6 +12,7 @@ but not those of the uninterrupted run."""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -50,8 +51,9 @@ def batches_per_epoch(num_samples: int, batch_size: int, world_size: int = 1) ->
 
 def build_loader(dataset: Dataset, batch_size: int, train: bool, seed: int, epoch: int = 0, num_workers: int = 0,
                  distributed: bool = False, start_batch: int = 0, *, num_replicas: int | None = None,
-                 rank: int | None = None, pin_memory: bool = False) -> DataLoader:
-    """A loader over one epoch of ``dataset`` (training: shuffled, last partial batch dropped).
+                 rank: int | None = None, pin_memory: bool = False, collate_fn: Callable | None = None) -> DataLoader:
+    """A loader over one epoch of ``dataset`` (training: shuffled, last partial batch dropped), its samples put
+    together by ``collate_fn`` (None: stacked tensors).
 
     ``num_replicas`` / ``rank`` default to the initialised process group's when ``distributed``."""
     if batch_size < 1 or start_batch < 0 or num_workers < 0:
@@ -67,4 +69,4 @@ def build_loader(dataset: Dataset, batch_size: int, train: bool, seed: int, epoc
         raise ConfigError(f"cannot resume at batch {start_batch}: this epoch has only {num_batches} batches "
                           f"(did the batch size change?)")
     return DataLoader(dataset, batch_size=batch_size, sampler=order[start_batch * batch_size:], drop_last=train,
-                      num_workers=num_workers, generator=worker_gen, pin_memory=pin_memory)
+                      num_workers=num_workers, generator=worker_gen, pin_memory=pin_memory, collate_fn=collate_fn)

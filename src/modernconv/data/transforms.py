@@ -59,7 +59,8 @@ def timm_rand_augment(policy: str, img_size: int, mean: Sequence[float]) -> Call
     try:
         from timm.data.auto_augment import rand_augment_transform
     except ImportError:
-        raise ConfigError(f"auto_augment {policy!r} needs timm: pip install timm (or use randaugment_magnitude)") from None
+        raise ConfigError(f"auto_augment {policy!r} needs timm: pip install timm (or use randaugment_magnitude)"
+                          ) from None
     fill = tuple(min(255, round(255 * m)) for m in mean[:3])  # images are RGB here, or "L" for one channel
     fill = fill[0] if len(fill) == 1 else fill
     hparams = {"translate_const": int(img_size * 0.45), "img_mean": fill}

@@ -6,8 +6,9 @@ fixed, as torch.export specialises maps of size 1).
 The written file is run right away (onnxruntime for ONNX, ``torch.jit.load`` / ``torch.export.load`` for the
 others) on random inputs at the export size, at another batch size and another spatial size, and on real
 images when given; if any output differs from the PyTorch model's by more than ``allowed_difference`` (``atol``
-per unit of the outputs' scale) the file is deleted and an ``ExportError`` says by how much. Files are written in a temporary folder beside the output and moved into
-place only once checked, so a failed or killed export never leaves a file under the final name.
+per unit of the outputs' scale) the file is deleted and an ``ExportError`` says by how much. Files are written
+in a temporary folder beside the output and moved into place only once checked, so a failed or killed export
+never leaves a file under the final name.
 """
 from __future__ import annotations
 

@@ -25,12 +25,11 @@ from ..errors import ConfigError
 from ..modalities import ModalityModel
 from ..models.base import ModelWrapper
 from ..reparam import reparameterize
-from ..runtime import resolve_device
+from ..runtime import PRECISIONS, resolve_device
 
 # Inductor's C++ build logs that a CUDA build found no CUDA runtime; on a CPU that is expected, not news
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # compared with eager fp32: logits within this of each other (relative to the largest logit), the stated
 # tolerance of the bf16 fast path; fp16 carries 3 more mantissa bits
 TOLERANCE = {"bf16": 0.05, "fp16": 0.01, "fp32": 1e-4}
@@ -56,7 +55,7 @@ class FastInference(ModelWrapper):
         super().__init__()
         self.model = model
         self.precision = precision
-        self.dtype = DTYPES[precision]
+        self.dtype = PRECISIONS[precision]
         self.compiled = torch.compile(model, options={"freezing": True}) if compile else None
         self.batch_size: int | None = None  # the one batch size the compiled graph runs
 
@@ -97,8 +96,8 @@ def optimize_for_inference(model: nn.Module, dtype: str = "bf16", compile: bool 
     falls back to fp32 with a warning. ``compile=False`` skips torch.compile (no compilation wait). A modality
     model keeps its adapter in fp32 eager mode in front of its fast network.
     """
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype not in PRECISIONS:
+        raise ConfigError(f"dtype must be one of {', '.join(sorted(PRECISIONS))}, got {dtype!r}")
     if isinstance(model, ModalityModel):  # the network goes on the fast path; the adapter stays fp32 eager
         network = optimize_for_inference(model.model, dtype, compile, device)
         adapter = copy.deepcopy(model.adapter).eval().to(next(network.model.parameters()).device)
@@ -109,5 +108,5 @@ def optimize_for_inference(model: nn.Module, dtype: str = "bf16", compile: bool 
         warnings.warn(f"{device.type} has no native {dtype}; the fast path runs in fp32", stacklevel=2)
         dtype = "fp32"
     fast = reparameterize(model).eval().requires_grad_(False)
-    fast = fast.to(device=device, dtype=DTYPES[dtype], memory_format=torch.channels_last)
+    fast = fast.to(device=device, dtype=PRECISIONS[dtype], memory_format=torch.channels_last)
     return FastInference(fast, dtype, compile)

@@ -1,4 +1,5 @@
-"""Evaluation: top-1 / top-5 accuracy, loss, per-class accuracy and the confusion matrix."""
+"""Evaluation: top-1 / top-5 accuracy, loss, per-class accuracy and the confusion matrix of a classifier; MSE and
+MAE of a forecaster."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -69,3 +70,36 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
     count = max(1.0, sums[3].item())
     return EvalResult(100.0 * sums[1].item() / count, 100.0 * sums[2].item() / count, sums[0].item() / count,
                       int(sums[3].item()), confusion.cpu())
+
+
+@dataclass
+class ForecastResult:
+    """Mean squared and absolute error over every predicted value of ``count`` windows."""
+
+    mse: float
+    mae: float
+    count: int
+
+    def summary(self) -> dict[str, float]:
+        return {"loss": self.mse, "mse": self.mse, "mae": self.mae}
+
+
+def forecasts(model: nn.Module, windows: torch.Tensor, horizon: int) -> torch.Tensor:
+    """The model's (B, horizon, D) forecast for (B, length, D) windows."""
+    return model(windows).view(windows.shape[0], horizon, windows.shape[-1])
+
+
+@torch.no_grad()
+def evaluate_forecast(model: nn.Module, loader: DataLoader, horizon: int, device: torch.device,
+                      precision: str = "fp32", dist: DistInfo = DistInfo()) -> ForecastResult:
+    """MSE and MAE of ``model`` over ``loader``'s windows (summed over the processes of a distributed run)."""
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # squared error, absolute error, values
+    with eval_mode(model):
+        for windows, targets in loader:
+            windows, targets = to_device(windows, device, torch.contiguous_format), targets.to(device)
+            with autocast(device, precision):
+                error = forecasts(model, windows, horizon).float() - targets
+            totals += torch.stack([error.pow(2).sum(), error.abs().sum(), torch.tensor(error.numel(), device=device)])
+    totals = all_reduce_sum(totals, dist)
+    values = max(totals[2].item(), 1)
+    return ForecastResult(totals[0].item() / values, totals[1].item() / values, int(values // max(horizon, 1)))

@@ -22,7 +22,7 @@ from ..files import atomic_write_text
 from ..modalities import IMAGE, get_modality, modality_split
 from ..modalities.forecast import forecast_splits
 from .evaluate import EvalResult, evaluate
-from .forecast import ForecastResult, evaluate_forecast
+from .evaluate import ForecastResult, evaluate_forecast
 
 
 def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str, batch_size: int = 64,
@@ -48,7 +48,7 @@ def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str, batch
 
 def is_forecaster(info: CheckpointInfo) -> bool:
     """Whether the checkpoint forecasts a series (rather than classifying)."""
-    return info.modality == "timeseries" and bool(info.modality_options.get("horizon"))
+    return info.task == "forecasting"
 
 
 def evaluate_forecaster(model: nn.Module, info: CheckpointInfo, data: str, batch_size: int = 64,

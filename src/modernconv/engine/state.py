@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,26 @@ BEST_FILE = "best.safetensors"
 
 @dataclass
 class Progress:
-    """Where the run is: ``batches_done`` batches of epoch ``epoch`` are behind it."""
+    """Where the run is: ``batches_done`` batches of epoch ``epoch`` are behind it, and the best value of its task's
+    ``metric`` so far."""
 
     epoch: int = 0
     batches_done: int = 0
     global_step: int = 0  # optimizer steps
-    best_top1: float = -1.0
+    metric: str | None = None  # the task's metric that decides the best weights (None: the task keeps none)
+    best_score: float | None = None  # its best held-out value (None: none yet)
     best_epoch: int = 0  # numbered from 1 like every epoch a user sees (0 = none yet)
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any], higher_is_better: bool = True) -> "Progress":
+        """The progress a state.pt recorded. One written before tasks declared their metric holds ``best_top1``
+        (minus the held-out MSE for forecasting, -1 before any evaluation) and an unused ``extra``: read here,
+        the one place that knows."""
+        saved = {k: v for k, v in saved.items() if k != "extra"}
+        if "best_top1" in saved:
+            old = saved.pop("best_top1")
+            saved["best_score"] = None if not saved.get("best_epoch") else old if higher_is_better else -old
+        return cls(**saved)
 
 
 def rng_state() -> dict[str, Any]:
@@ -121,16 +133,18 @@ def saved_progress(run_dir: Path) -> Progress | None:
     """How far the run saved in ``run_dir`` has come (None when the folder holds no run)."""
     if not has_saved_run(run_dir):
         return None
-    return Progress(**_matching_state(run_dir)[0]["progress"])
+    return Progress.from_saved(_matching_state(run_dir)[0]["progress"])
 
 
 def load_run_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                   scaler: torch.amp.GradScaler, ema: nn.Module | None) -> tuple[Progress, list[dict[str, Any]]]:
-    """Restore a run saved by ``save_run_state`` (see ``_matching_state``): returns its progress and the RNG
-    states it saved, one per process in rank order (for the caller to restore its own)."""
+                   scaler: torch.amp.GradScaler, ema: nn.Module | None, higher_is_better: bool = True
+                   ) -> tuple[Progress, list[dict[str, Any]]]:
+    """Restore a run saved by ``save_run_state`` (see ``_matching_state``): returns its progress (its best score
+    read in the direction ``higher_is_better`` of the run's metric) and the RNG states it saved, one per process
+    in rank order (for the caller to restore its own)."""
     state, weights = _matching_state(run_dir)
     last_path = run_dir / LAST_FILE
-    progress = Progress(**state["progress"])
+    progress = Progress.from_saved(state["progress"], higher_is_better)
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:

@@ -17,20 +17,20 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..config import RunConfig, TrainConfig, load_config, resume_changes
+from ..checkpoint import save_checkpoint
+from ..config import RunConfig, load_config, resume_changes
 from ..data import batches_per_epoch, build_loader
 from ..errors import ConfigError, RunStopped, StorageError, TrainingDivergedError
 from ..models import model_data_config
 from ..optim import build_optimizer, build_scheduler
-from ..runtime import autocast, resolve_device, to_device
-from .classification import ClassificationTask
-from .forecast import ForecastTask
+from ..runtime import autocast, resolve_device
 from .distributed import all_reduce_sum, barrier, broadcast_object, gather_objects, init_distributed, shutdown
 from .ema import build_ema
 from .logbook import Logbook
 from .run_folder import check_run_dir, create_run_dir
 from .signals import StopRequest, stop_requests
-from .state import CONFIG_FILE, LAST_FILE, Progress, load_run_state, rng_state, save_run_state, set_rng_state
+from .state import (BEST_FILE, CONFIG_FILE, LAST_FILE, Progress, load_run_state, rng_state, save_run_state,
+                    set_rng_state)
 from .task import RunContext, Task
 
 
@@ -39,19 +39,12 @@ class TrainResult:
     """Where the run lives and how it ended."""
 
     run_dir: Path
-    best_top1: float  # the task's best score (forecasting: minus the held-out MSE)
+    metric: str | None  # the task's held-out metric that decided the best weights (None: the task keeps none)
+    best_score: float | None  # its best value (None: no evaluation yet)
     best_epoch: int
     last: dict
     is_main: bool = True  # False on the other processes of a distributed run
     summary: str = ""  # the task's one line on how the run did
-
-
-def task_for(cfg: TrainConfig) -> Task:
-    """The task a training config describes: forecasting for a time-series run with a horizon, else
-    classification."""
-    if cfg.modality == "timeseries" and cfg.modality_options.get("horizon"):
-        return ForecastTask(cfg)
-    return ClassificationTask(cfg)
 
 
 def seed_all(seed: int) -> None:
@@ -97,11 +90,11 @@ def _has_batchnorm(model: nn.Module) -> bool:
 
 
 class Trainer:
-    """Builds a run from its config and ``task`` (classification when none is given) and runs the epochs."""
+    """Builds a run from its config and its ``task`` (``modernconv.tasks.build_task(cfg)``) and runs the epochs."""
 
-    def __init__(self, cfg: RunConfig, task: Task | None = None) -> None:
+    def __init__(self, cfg: RunConfig, task: Task) -> None:
         self.cfg = cfg
-        self.task = task if task is not None else task_for(cfg)
+        self.task = task
         self.device = resolve_device(cfg.device)
         self.dist = init_distributed(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
@@ -115,7 +108,7 @@ class Trainer:
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.ctx = RunContext(self.device, self.dist, self.run_dir, cfg.precision, self.memory_format,
                               preprocessing.replace(img_size=cfg.img_size or preprocessing.img_size))
-        self.split = self.task.build_data(self.ctx)
+        self.data = self.task.build_data(self.ctx)
         self.steps_per_epoch = self._count_steps()
         self._build_model()
         self._build_optimisation()
@@ -134,32 +127,32 @@ class Trainer:
     def _count_steps(self) -> int:
         """Optimizer steps per epoch; the training set must give at least ``accum_steps`` batches."""
         cfg = self.cfg
-        batches = batches_per_epoch(len(self.split.train), cfg.batch_size, self.dist.world_size)
+        batches = batches_per_epoch(len(self.data.train), cfg.batch_size, self.dist.world_size)
         if batches < cfg.accum_steps:
             raise ConfigError(f"the training set gives {batches} batches of {cfg.batch_size} per process, fewer "
                               f"than accum_steps={cfg.accum_steps}; lower batch_size")
         return batches // cfg.accum_steps
 
     def _train_loader(self, epoch: int, start_batch: int = 0):
-        return build_loader(self.split.train, self.cfg.batch_size, train=True, seed=self.cfg.seed, epoch=epoch,
-                            num_workers=self.cfg.workers, distributed=self.dist.enabled, start_batch=start_batch)
+        return build_loader(self.data.train, self.cfg.batch_size, train=True, seed=self.cfg.seed, epoch=epoch,
+                            num_workers=self.cfg.workers, distributed=self.dist.enabled, start_batch=start_batch,
+                            collate_fn=self.task.collate_fn())
 
     def _build_model(self) -> None:
         cfg = self.cfg
-        model = self.task.build_model()
+        model = self.task.build_model(self.data)
         if cfg.grad_checkpointing:
             model.set_grad_checkpointing(True)
         model.to(self.device, memory_format=self.memory_format)
         if self.dist.enabled and cfg.sync_bn and _has_batchnorm(model) and self.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model  # the plain module: saved, evaluated, averaged
-        net: nn.Module = model
+        runner: nn.Module = model
         if self.dist.enabled:
-            net = nn.parallel.DistributedDataParallel(
+            runner = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 gradient_as_bucket_view=True)
-        self.ddp = net
-        self.net = torch.compile(net) if cfg.compile else net
+        self.runner = torch.compile(runner) if cfg.compile else runner  # what trains: DDP- and compile-wrapped
         self.ema = build_ema(model, self.task.ema_decay) if self.task.ema_decay else None
 
     def _build_optimisation(self) -> None:
@@ -182,7 +175,7 @@ class Trainer:
         if self.dist.is_main:
             with self._storage_errors():
                 save_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.scaler, self.ema,
-                               progress, self.task.metadata(), rngs)
+                               progress, self.task.metadata(self.data), rngs)
         barrier(self.dist)
 
     def _last_good(self) -> str:
@@ -224,7 +217,7 @@ class Trainer:
     def _train_epoch(self, epoch: int, progress: Progress, stop: StopRequest) -> dict:
         cfg = self.cfg
         loader = self._train_loader(epoch, progress.batches_done)
-        self.net.train()
+        self.runner.train()
         accum = cfg.accum_steps
         last_batch = self.steps_per_epoch * accum  # batches past this do not complete an optimizer step
         loss_sum, seen, start = 0.0, 0, time.perf_counter()
@@ -232,26 +225,26 @@ class Trainer:
         bar = tqdm(total=last_batch, initial=progress.batches_done, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not (cfg.progress and self.dist.is_main and sys.stderr.isatty()), leave=False,
                    dynamic_ncols=True)
-        for batch, (images, labels) in enumerate(loader, start=progress.batches_done):
+        for batch, samples in enumerate(loader, start=progress.batches_done):
             if batch >= last_batch:
                 break
-            images = to_device(images, self.device, self.memory_format)
-            labels = labels.to(self.device, non_blocking=True)
+            samples = self.task.to_device(samples, self.ctx)
+            count = self.task.batch_size(samples)
             boundary = (batch + 1) % accum == 0
-            sync = contextlib.nullcontext() if boundary or not self.dist.enabled else self.ddp.no_sync()
+            sync = contextlib.nullcontext() if boundary or not self.dist.enabled else self._ddp().no_sync()
             with sync:
                 with autocast(self.device, cfg.precision), _batchnorm_needs_more_values():
-                    loss = self.task.loss(self.net, images, labels)
+                    loss = self.task.loss(self.runner, samples)
                 value = loss.item()  # the step's one host sync
                 if not math.isfinite(value):
                     raise TrainingDivergedError(
                         f"loss became {value} at epoch {epoch + 1}, batch {batch + 1}; stopped. {self._last_good()} "
                         "(lower the lr or enable clip_grad)")
                 self.scaler.scale(loss / accum).backward()
-            loss_sum += value * images.shape[0]
-            seen += images.shape[0]
-            window[0] += value * images.shape[0]
-            window[1] += images.shape[0]
+            loss_sum += value * count
+            seen += count
+            window[0] += value * count
+            window[1] += count
             bar.update(1)
             if boundary:
                 grad_norm = self._optimizer_step()
@@ -268,6 +261,10 @@ class Trainer:
         return {"train_loss": loss_sum / max(1, seen), "lr": self.optimizer.param_groups[-1]["lr"],
                 "epoch_time_s": round(elapsed, 3),
                 "train_images_per_s": round(seen * self.dist.world_size / elapsed, 2)}
+
+    def _ddp(self) -> nn.parallel.DistributedDataParallel:
+        """The DDP module inside the runner (for ``no_sync`` while accumulating)."""
+        return getattr(self.runner, "_orig_mod", self.runner)
 
     def _stop_if_asked(self, stop: StopRequest, progress: Progress) -> None:
         """After a signal (on any process): save where the run is and end it with a clear line."""
@@ -326,21 +323,22 @@ class Trainer:
         self.logbook = logbook = Logbook(self.run_dir) if self.dist.is_main else None
         if cfg.resume:
             progress, rngs = load_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.scaler,
-                                            self.ema)
+                                            self.ema, self.task.higher_is_better)
             self._restore_rng(rngs, progress)
             if progress.epoch >= cfg.epochs and logbook:
                 tqdm.write(f"{self.run_dir} has finished its {cfg.epochs} epochs; nothing to do (--epochs N with a "
                            "larger N trains it further)")
         else:
             progress = Progress()
+        progress.metric = self.task.metric
         if logbook:
             with self._storage_errors():
                 if cfg.resume:
                     logbook.truncate(progress.epoch, progress.global_step)
                 cfg.save(self.run_dir / CONFIG_FILE)
-            bad = getattr(self.split.train, "bad_images", []) + getattr(self.split.val, "bad_images", [])
-            if bad:
-                tqdm.write(f"skipped {len(bad)} unreadable images (first: {bad[0]})")
+            skipped = self.data.skipped
+            if skipped:
+                tqdm.write(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})")
         row: dict = {}
         with stop_requests() as stop:
             for epoch in range(progress.epoch, cfg.epochs):
@@ -350,15 +348,38 @@ class Trainer:
                 progress.epoch, progress.batches_done = epoch + 1, 0
                 self._check_finite(progress)
                 with self._storage_errors():
-                    self.task.end_epoch(self.ctx, self.model, self.ema.module if self.ema else None, epoch, row,
-                                        progress)
+                    self._evaluate(row, progress)
+                    self.task.end_epoch(self.ctx, self.model, row)
                     if logbook:
                         logbook.log(row)  # before the checkpoint: a resume re-runs (and re-logs) an unsaved epoch
                 self._save(progress)
                 if logbook:
                     tqdm.write(self._epoch_line(row))
-        return TrainResult(self.run_dir, progress.best_top1, progress.best_epoch, row, self.dist.is_main,
-                           self.task.result_line(progress))
+        return TrainResult(self.run_dir, progress.metric, progress.best_score, progress.best_epoch, row,
+                           self.dist.is_main, self.task.result_line(progress.best_score, progress.best_epoch, row,
+                                                                    self.run_dir))
+
+    def _evaluate(self, row: dict, progress: Progress) -> None:
+        """The task's held-out metrics of the model (``val_*``) and its EMA (``ema_val_*``) into ``row``; the
+        better of the two by the task's metric becomes the run's best weights (best.safetensors) when it beats
+        the best so far."""
+        candidates = {"model": self.model, **({"ema": self.ema.module} if self.ema is not None else {})}
+        scores = {}
+        for label, model in candidates.items():
+            metrics = self.task.evaluate(self.ctx, model)
+            row.update({f"{'val_' if label == 'model' else 'ema_val_'}{k}": v for k, v in metrics.items()})
+            if self.task.metric is not None:
+                scores[label] = metrics[self.task.metric]
+        if not scores:
+            return
+        sign = 1 if self.task.higher_is_better else -1
+        label = max(scores, key=lambda k: sign * scores[k])  # the model on a tie
+        if progress.best_score is None or sign * scores[label] > sign * progress.best_score:
+            progress.best_score, progress.best_epoch = scores[label], row["epoch"]
+            if self.dist.is_main:
+                save_checkpoint(candidates[label], self.run_dir / BEST_FILE, metadata={
+                    **self.task.metadata(self.data), "epoch": row["epoch"], self.task.metric: scores[label],
+                    "weights": label})
 
     def close(self) -> None:
         """Release the run folder and leave the process group."""
@@ -366,11 +387,3 @@ class Trainer:
             self.lock.release()
         shutdown(self.dist)
 
-
-def train(cfg: TrainConfig) -> TrainResult:
-    """Run the classification job described by ``cfg`` (also under torchrun)."""
-    trainer = Trainer(cfg)
-    try:
-        return trainer.fit()
-    finally:
-        trainer.close()

@@ -22,7 +22,7 @@ import torch
 
 from ..analysis.profile import count_macs, count_params
 from ..config import TrainConfig
-from ..engine import train
+from ..tasks import train
 from ..engine.distributed import launch_rank
 from ..engine.state import saved_progress
 from ..errors import ConfigError

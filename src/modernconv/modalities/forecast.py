@@ -69,7 +69,8 @@ def read_table(source: str) -> tuple[np.ndarray, list[str]]:
         path = aeon_data() / source[len(AEON_PREFIX):] / f"{source[len(AEON_PREFIX):]}.csv"
         if not path.is_file():
             known = sorted(p.parent.name for p in aeon_data().glob("*/*.csv"))
-            raise DataError(f"aeon ships no forecasting series {source[len(AEON_PREFIX):]!r}; it ships: {', '.join(known)}")
+            raise DataError(f"aeon ships no forecasting series {source[len(AEON_PREFIX):]!r}; "
+                            f"it ships: {', '.join(known)}")
     if not path.is_file():
         raise DataError(f"{source} is not a CSV file of a series (nor seasonal or aeon:NAME)")
     pandas = require("pandas", "reading a series from CSV")

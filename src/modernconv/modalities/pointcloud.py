@@ -166,7 +166,8 @@ def shape_points(shape: str, n: int, rng: np.random.Generator) -> np.ndarray:
         r = np.sqrt(v)
         return np.stack([r * np.cos(theta), r * np.sin(theta), 0.02 * rng.standard_normal(n)], 1)
     turns = 3 * u  # helix
-    return np.stack([np.cos(2 * np.pi * turns), np.sin(2 * np.pi * turns), 2 * u - 1], 1) + 0.05 * rng.standard_normal((n, 3))
+    surface = np.stack([np.cos(2 * np.pi * turns), np.sin(2 * np.pi * turns), 2 * u - 1], 1)
+    return surface + 0.05 * rng.standard_normal((n, 3))
 
 
 class GeneratedShapes(GeneratedSet):

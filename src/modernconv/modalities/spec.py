@@ -19,7 +19,8 @@ from ..models.base import ModelWrapper
 @dataclass(frozen=True)
 class ModalitySpec:
     """One modality: ``in_chans`` (C'), its options type (a dataclass whose defaults are the paper's), the adapter
-    builder, the file reader (path, options, train) -> raw sample (train: with its random choices), the file suffixes it reads, and the built-in sets
+    builder, the file reader (path, options, train) -> raw sample (train: with its random choices), the file
+    suffixes it reads, and the built-in sets
     (name -> builder(options) -> (train, val, class names))."""
 
     name: str

@@ -1,0 +1,39 @@
+"""The tasks the training loop runs, one file each: classification (any modality), forecasting (time series) and
+FCMAE pre-training; segmentation and detection land here next.
+
+A run's config names its task (``task:``; FCMAE's config is its own); ``build_task`` makes it, ``train`` runs it
+in the one loop (``modernconv.engine.Trainer``). Adding a task is writing one file with a ``Task`` subclass
+(see ``modernconv.engine.task``), its config options, and its line in ``TASKS``."""
+from __future__ import annotations
+
+from ..config import RunConfig
+from ..engine import Trainer, TrainResult
+from ..engine.task import Task
+from .classification import ClassificationTask
+from .fcmae import ENCODER_FILE, FCMAETask
+from .forecasting import ForecastTask
+
+TASKS: dict[str, type[Task]] = {task.name: task for task in (ClassificationTask, ForecastTask, FCMAETask)}
+
+
+def build_task(cfg: RunConfig) -> Task:
+    """The task ``cfg`` describes (its ``task_name()``)."""
+    return TASKS[cfg.task_name()](cfg)
+
+
+def trainer_for(cfg: RunConfig) -> Trainer:
+    """The training loop set up for ``cfg``'s task (data read, model built, run folder created)."""
+    return Trainer(cfg, build_task(cfg))
+
+
+def train(cfg: RunConfig) -> TrainResult:
+    """Run the job ``cfg`` describes, whatever its task (also under torchrun)."""
+    trainer = trainer_for(cfg)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()
+
+
+__all__ = ["ENCODER_FILE", "TASKS", "ClassificationTask", "FCMAETask", "ForecastTask", "build_task", "train",
+           "trainer_for"]
