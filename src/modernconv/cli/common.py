@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import UserError
 from ..variants import PRECISION_NAMES
@@ -54,6 +55,14 @@ def fast_path(model: Any, args: argparse.Namespace, compile: bool = True) -> Any
     from ..deploy import optimize_for_inference
 
     return optimize_for_inference(model, args.fast, compile=compile and not args.no_compile)
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, func: Callable[..., int], help_text: str,
+                **kwargs: Any) -> argparse.ArgumentParser:
+    """Subcommand ``name`` running ``func``, described (``--help``) by ``func``'s docstring."""
+    p = sub.add_parser(name, help=help_text, description=inspect.cleandoc(func.__doc__ or ""), **kwargs)
+    p.set_defaults(func=func)
+    return p
 
 
 def add_fast_options(p: argparse.ArgumentParser) -> None:

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..variants import list_variants
-from .common import add_fast_options, build_from_args, fast_path, free_path, model_or_checkpoint, parse_input_size
+from .common import (add_command, add_fast_options, build_from_args, fast_path, free_path, model_or_checkpoint,
+                     parse_input_size)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """List registered models (fnmatch PATTERN)."""
     found = list_variants(args.pattern)
     if not found:
         raise UserError(f"no model matches {args.pattern!r}; try `modernconv models` for all of them")
@@ -22,6 +24,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
+    """List the released weights `create_model(NAME.TAG, pretrained=True)` knows (fnmatch PATTERN): classes,
+    input size, licence, whether the file is in the weights cache ($MODERNCONV_CACHE or ~/.cache/modernconv),
+    and its file name. Nothing is downloaded: put the files there yourself."""
     from ..models.released import cache_dir, candidates, list_pretrained, released_weights
 
     found = list_pretrained(args.pattern)
@@ -42,6 +47,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """Parameters, trainable parameters, GMACs (FlopCounterMode / 2) and feature channels and strides of MODEL."""
     from ..analysis import profile_model
 
     model = build_from_args(args, device="meta")  # count without allocating or computing
@@ -60,6 +66,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """Warm up, then time steps of MODEL and print the median images/s and the peak memory (CUDA allocated, or
+    process RSS on CPU)."""
     import torch
 
     from ..analysis import benchmark
@@ -90,6 +98,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    """Read SRC (ours, timm's, torchvision's, Hugging Face transformers' or the authors' layout;
+    .safetensors/.pth/.pt/.bin, or a folder holding one, such as a save_pretrained folder) and write DST as
+    modernconv safetensors. The model is inferred from the tensor shapes unless --model is given. A training
+    checkpoint with EMA weights gives those (say which with a note) unless --no-ema."""
     from ..conversion import convert_checkpoint
 
     free_path(args.dst, args.force)
@@ -104,6 +116,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Write the deploy form of SOURCE (a model name, with --checkpoint for its weights, or one of our
+    checkpoint files) to OUT with a dynamic batch axis (and dynamic height and width when exported at a size
+    where every stage's map is at least 2x2), then run the file (onnxruntime for ONNX) on random inputs and real
+    images and fail, writing nothing, if its outputs differ from PyTorch's by more than --atol times the
+    outputs' scale."""
     from ..analysis.collapse import held_out_images
     from ..deploy import FORMATS, export_model, format_from_name
 
@@ -129,33 +146,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     """The parsers of this module's commands (``command``: the one being run, for options that need torch)."""
-    p = sub.add_parser("models", help="list model names", description="List registered models (fnmatch PATTERN).")
+    p = add_command(sub, "models", cmd_models, "list model names")
     p.add_argument("pattern", nargs="?", default="*")
     p.add_argument("--family", action="store_true", help="also print each model's family")
-    p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("weights", help="known released weights and whether they are in the cache",
-                       description="List the released weights `create_model(NAME.TAG, pretrained=True)` knows "
-                                   "(fnmatch PATTERN): classes, input size, licence, whether the file is in the "
-                                   "weights cache ($MODERNCONV_CACHE or ~/.cache/modernconv), and its file name. "
-                                   "Nothing is downloaded: put the files there yourself.")
+    p = add_command(sub, "weights", cmd_weights, "known released weights and whether they are in the cache")
     p.add_argument("pattern", nargs="?", default="*")
     p.add_argument("--json", action="store_true", help="print a JSON list")
-    p.set_defaults(func=cmd_weights)
 
-    p = sub.add_parser("info", help="params, GMACs and feature shapes of a model",
-                       description="Parameters, trainable parameters, GMACs (FlopCounterMode / 2) and "
-                                   "feature channels and strides of MODEL.")
+    p = add_command(sub, "info", cmd_info, "params, GMACs and feature shapes of a model")
     p.add_argument("model")
     p.add_argument("--input-size", nargs=3, metavar=("C", "H", "W"), help="default: the model's data config")
     p.add_argument("--num-classes", type=int, help="classifier size (0 = none)")
     p.add_argument("--reparameterize", action="store_true", help="profile the deploy (re-parameterised) form")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("bench", help="images/s and peak memory",
-                       description="Warm up, then time steps of MODEL and print the median images/s and the "
-                                   "peak memory (CUDA allocated, or process RSS on CPU).")
+    p = add_command(sub, "bench", cmd_bench, "images/s and peak memory")
     p.add_argument("model")
     p.add_argument("--checkpoint", help="weights to load first (any supported format)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -170,14 +176,8 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     p.add_argument("--reparameterize", action="store_true", help="benchmark the deploy (re-parameterised) form")
     add_fast_options(p)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("convert", help="convert any supported checkpoint to our safetensors",
-                       description="Read SRC (ours, timm's, torchvision's, Hugging Face transformers' or the "
-                                   "authors' layout; .safetensors/.pth/.pt/.bin, or a folder holding one, such as "
-                                   "a save_pretrained folder) and write DST as modernconv safetensors. The model is "
-                                   "inferred from the tensor shapes unless --model is given. A training checkpoint "
-                                   "with EMA weights gives those (say which with a note) unless --no-ema.")
+    p = add_command(sub, "convert", cmd_convert, "convert any supported checkpoint to our safetensors")
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--model", help="target model name (default: inferred)")
@@ -188,15 +188,8 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
                         "model.safetensors), timm (timm's state dict) or hf (a transformers save_pretrained folder)")
     p.add_argument("--no-ema", action="store_true", help="take a training checkpoint's plain weights, not its EMA")
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
-    p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("export", help="export to ONNX, TorchScript or PT2, checked against PyTorch",
-                       description="Write the deploy form of SOURCE (a model name, with --checkpoint for its "
-                                   "weights, or one of our checkpoint files) to OUT with a dynamic batch axis (and "
-                                   "dynamic height and width when exported at a size where every stage's map is at "
-                                   "least 2x2), then run the file (onnxruntime for ONNX) on random inputs and real "
-                                   "images and fail, writing nothing, if its outputs differ from PyTorch's by more "
-                                   "than --atol times the outputs' scale.")
+    p = add_command(sub, "export", cmd_export, "export to ONNX, TorchScript or PT2, checked against PyTorch")
     p.add_argument("source", metavar="SOURCE", help="model name or checkpoint file")
     p.add_argument("output", metavar="OUT", help="file to write (.onnx, .pt2, .pt)")
     p.add_argument("--format", help="onnx, torchscript or pt2 (default: from OUT's suffix)")
@@ -210,4 +203,3 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
                         "|output| of the PyTorch model), since rounding differences grow with the outputs "
                         "(default 1e-4)")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
-    p.set_defaults(func=cmd_export)

@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .common import COMPILE_PAYS_FROM, add_fast_options, fast_path, free_path, model_or_checkpoint
+from .common import COMPILE_PAYS_FROM, add_command, add_fast_options, fast_path, free_path, model_or_checkpoint
 
 
 def cmd_collapse(args: argparse.Namespace) -> int:
+    """The ConvNeXt V2 paper's feature-collapse score of every block's expansion-MLP activation (after GELU,
+    before GRN): the mean over channel pairs of (1 - cos) / 2, averaged over held-out images of DATA, against
+    normalised depth. Low = collapsed. One curve per checkpoint (encoder-only files load too)."""
     from ..analysis.collapse import checkpoint_curves, write_collapse_csv
     from ..plots import plot_collapse
     from ..runtime import resolve_device
@@ -28,6 +31,11 @@ def cmd_collapse(args: argparse.Namespace) -> int:
 
 
 def cmd_erf(args: argparse.Namespace) -> int:
+    """RepLKNet's effective-receptive-field measurement: the gradient of the central last-stage output (ReLU,
+    summed over channels) with respect to the input, ReLU'd, summed over channels and averaged over images of
+    DATA; drawn log-scaled, log10(x + 1). Prints the high-contribution area ratios: the smallest centred square
+    holding 20/30/50/99% of the log-scaled map, as a fraction of the image. Writes DIR/erf.png, erf.json and
+    erf.npy (the raw mean map)."""
     from ..analysis.collapse import held_out_images
     from ..analysis.erf import measure_erf, write_erf
     from ..plots import plot_erf
@@ -48,6 +56,8 @@ def cmd_erf(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Top-1, top-5, loss and per-class accuracy of a checkpoint written by `modernconv train` on a held-out
+    split of DATA (read alone; labelled with the checkpoint's classes)."""
     from ..conversion import model_from_checkpoint
     from ..engine import evaluate_checkpoint
     from ..engine.inference import class_names, evaluate_forecaster, is_forecaster
@@ -78,6 +88,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Classify images with a checkpoint written by `modernconv train` (or any with its model named; 1000-class
+    checkpoints without names get ImageNet's), or the files of its modality (audio clips, videos or frame
+    folders, meshes or point arrays). INPUT: files, folders (every such file below) and glob patterns."""
     from ..conversion import model_from_checkpoint
     from ..engine import predict_images
     from ..engine.inference import expand_inputs, input_kinds, write_predictions
@@ -107,11 +120,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     """The parsers of this module's commands (``command``: the one being run, for options that need torch)."""
-    p = sub.add_parser("collapse", help="per-block feature-collapse scores of checkpoints (CSV + PNG)",
-                       description="The ConvNeXt V2 paper's feature-collapse score of every block's expansion-MLP "
-                                   "activation (after GELU, before GRN): the mean over channel pairs of "
-                                   "(1 - cos) / 2, averaged over held-out images of DATA, against normalised depth. "
-                                   "Low = collapsed. One curve per checkpoint (encoder-only files load too).")
+    p = add_command(sub, "collapse", cmd_collapse, "per-block feature-collapse scores of checkpoints (CSV + PNG)")
     p.add_argument("model")
     p.add_argument("--checkpoint", required=True, nargs="+", metavar="PATH")
     p.add_argument("--data", default="digits", help="digits, synthetic, or a folder of images (its val/ if any)")
@@ -121,15 +130,8 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     p.add_argument("--device")
     p.add_argument("--csv", default="collapse.csv", help="where to write the scores (default collapse.csv)")
     p.add_argument("--plot", default="collapse.png", help="where to write the plot (default collapse.png)")
-    p.set_defaults(func=cmd_collapse)
 
-    p = sub.add_parser("erf", help="effective receptive field of a model (heat map PNG, ratios JSON, map NPY)",
-                       description="RepLKNet's effective-receptive-field measurement: the gradient of the central "
-                                   "last-stage output (ReLU, summed over channels) with respect to the input, ReLU'd, "
-                                   "summed over channels and averaged over images of DATA; drawn log-scaled, "
-                                   "log10(x + 1). Prints the high-contribution area ratios: the smallest centred "
-                                   "square holding 20/30/50/99% of the log-scaled map, as a fraction of the image. "
-                                   "Writes DIR/erf.png, erf.json and erf.npy (the raw mean map).")
+    p = add_command(sub, "erf", cmd_erf, "effective receptive field of a model (heat map PNG, ratios JSON, map NPY)")
     p.add_argument("model", metavar="MODEL_OR_CHECKPOINT",
                    help="a model name (random init unless --checkpoint) or a checkpoint written by modernconv")
     p.add_argument("--checkpoint", help="weights for the named model (any supported format)")
@@ -142,12 +144,8 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--output", required=True, metavar="DIR", help="folder for erf.png, erf.json and erf.npy")
     p.add_argument("--force", action="store_true", help="overwrite the files in DIR if they exist")
-    p.set_defaults(func=cmd_erf)
 
-    p = sub.add_parser("eval", help="accuracy of a checkpoint on a data set",
-                       description="Top-1, top-5, loss and per-class accuracy of a checkpoint written by "
-                                   "`modernconv train` on a held-out split of DATA (read alone; labelled with the "
-                                   "checkpoint's classes).")
+    p = add_command(sub, "eval", cmd_eval, "accuracy of a checkpoint on a data set")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", default="digits",
                    help="digits, synthetic, or a folder with SPLIT/<class>/ folders or class folders itself "
@@ -161,13 +159,8 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     add_fast_options(p)
     p.add_argument("--json", action="store_true",
                    help='print {"top1", "topK", "loss", "count", "per_class"} (percent)')
-    p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="top-k classes of images (or audio, video, point-cloud files)",
-                       description="Classify images with a checkpoint written by `modernconv train` (or any with "
-                                   "its model named; 1000-class checkpoints without names get ImageNet's), or the "
-                                   "files of its modality (audio clips, videos or frame folders, meshes or point "
-                                   "arrays). INPUT: files, folders (every such file below) and glob patterns.")
+    p = add_command(sub, "predict", cmd_predict, "top-k classes of images (or audio, video, point-cloud files)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("images", nargs="+", metavar="INPUT")
     p.add_argument("--topk", type=int, default=5)
@@ -178,4 +171,3 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     p.add_argument("--output", metavar="FILE", help="also write the results to a .csv or .json file")
     p.add_argument("--force", action="store_true", help="overwrite the --output file if it exists")
     add_fast_options(p)
-    p.set_defaults(func=cmd_predict)

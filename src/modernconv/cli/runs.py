@@ -4,33 +4,49 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import UserError
-from .common import run_config
+from .common import add_command, run_config
 
 
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    """Train MODEL on DATA. With no arguments: a small ConvNeXt on the built-in digits set. Any option of the
+    recipe can be given as --key value (e.g. --model convnextv2_atto --data PATH --epochs 10 --lr 1e-3
+    --batch-size 32); `--output DIR --resume` continues an interrupted run. See configs/ for recipes."""
     from ..config import TrainConfig
-    from ..tasks import train
 
-    result = train(run_config(args, extra, TrainConfig))
-    if result.is_main:
-        print(f"{result.summary}; run folder {result.run_dir}")
-    return 0
+    return _run(run_config(args, extra, TrainConfig))
 
 
 def cmd_pretrain(args: argparse.Namespace, extra: list[str]) -> int:
+    """Pre-train MODEL's encoder with FCMAE (the ConvNeXt V2 recipe: AdamW 0.9/0.95, lr 1.5e-4 x batch/256,
+    warm-up + cosine, RandomResizedCrop + flip). DATA is digits, synthetic, a folder of images, or a folder
+    whose train/ holds images (class sub-folders or none). Any recipe option as --key value (e.g. --model
+    convnextv2_atto --mask-ratio 0.6 --mode sparse --epochs 10); `--output DIR --resume` continues a run. Writes
+    encoder.safetensors (loads with create_model(..., pretrained=) and `train --init`) and a reconstruction grid
+    per epoch. See configs/fcmae_*.yaml."""
     from ..config import PretrainConfig
+
+    return _run(run_config(args, extra, PretrainConfig))
+
+
+def _run(cfg: Any) -> int:
+    """Train whatever task ``cfg`` describes and say how it went (the main process)."""
     from ..tasks import train
 
-    result = train(run_config(args, extra, PretrainConfig))
+    result = train(cfg)
     if result.is_main:
         print(f"{result.summary}; run folder {result.run_dir}")
     return 0
 
 
 def cmd_roadmap(args: argparse.Namespace, extra: list[str]) -> int:
+    """With --list: parameters and GMACs of every step of the ConvNeXt paper's design roadmap next to the
+    paper's GFLOPs. Otherwise train every step (or --steps) on DATA with one recipe (the first step with
+    ResNet's SGD recipe, the others with the modern one: the given options over drop path 0.1, layer scale 1e-6,
+    label smoothing 0.1, RandAugment m5, random erasing 0.1) and write OUTPUT/roadmap.csv and roadmap.png; each
+    step is a run folder OUTPUT/STEP/seedN. Rerunning skips finished runs and resumes an interrupted one."""
     from ..config import TrainConfig, load_config
     from ..experiments.roadmap import MODERN_RECIPE, check_steps, run_roadmap, step_costs
 
@@ -65,45 +81,26 @@ def cmd_roadmap(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def _add_run_parser(sub: argparse._SubParsersAction, name: str, func: Callable[..., int], with_options: bool,
-                    help_text: str, description: str) -> argparse.ArgumentParser:
+def add_run_command(sub: argparse._SubParsersAction, name: str, func: Callable[..., int], with_options: bool,
+                    help_text: str) -> argparse.ArgumentParser:
     """A subcommand run from a YAML recipe (``-c``) plus ``--key value`` options, one per config field (added
     only when this is the command being parsed: they need the config definitions, hence torch)."""
-    p = sub.add_parser(name, help=help_text, description=description, allow_abbrev=False)
+    p = add_command(sub, name, func, help_text, allow_abbrev=False)
     p.add_argument("-c", "--config", help="YAML recipe; --key value options override it")
     if with_options:
         from ..config import PretrainConfig, TrainConfig, add_config_options
         add_config_options(p, {"train": TrainConfig, "pretrain": PretrainConfig, "roadmap": TrainConfig}[name])
-    p.set_defaults(func=func, takes_extra=True)
+    p.set_defaults(takes_extra=True)
     return p
 
 
 def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     """The parsers of this module's commands (``command``: the one being run, for options that need torch)."""
-    _add_run_parser(sub, "train", cmd_train, command == "train", "train or fine-tune a model (the papers' recipes)",
-                    "Train MODEL on DATA. With no arguments: a small ConvNeXt on the built-in digits set. Any option "
-                    "of the recipe can be given as --key value (e.g. --model convnextv2_atto --data PATH --epochs 10 "
-                    "--lr 1e-3 --batch-size 32); `--output DIR --resume` continues an interrupted run. See configs/ "
-                    "for recipes.")
-
-    _add_run_parser(sub, "pretrain", cmd_pretrain, command == "pretrain",
-                    "FCMAE masked-autoencoder pre-training of a ConvNeXt encoder",
-                    "Pre-train MODEL's encoder with FCMAE (the ConvNeXt V2 recipe: AdamW 0.9/0.95, lr 1.5e-4 x "
-                    "batch/256, warm-up + cosine, RandomResizedCrop + flip). DATA is digits, synthetic, a folder of "
-                    "images, or a folder whose train/ holds images (class sub-folders or none). Any recipe option "
-                    "as --key value (e.g. --model convnextv2_atto --mask-ratio 0.6 --mode sparse --epochs 10); "
-                    "`--output DIR --resume` continues a run. Writes encoder.safetensors (loads with "
-                    "create_model(..., pretrained=) and `train --init`) and a reconstruction grid per epoch. "
-                    "See configs/fcmae_*.yaml.")
-
-    p = _add_run_parser(sub, "roadmap", cmd_roadmap, command == "roadmap",
-                        "the ResNet-50 -> ConvNeXt-T design roadmap: costs, or every step trained",
-                        "With --list: parameters and GMACs of every step of the ConvNeXt paper's design roadmap next "
-                        "to the paper's GFLOPs. Otherwise train every step (or --steps) on DATA with one recipe (the "
-                        "first step with ResNet's SGD recipe, the others with the modern one: the given options over "
-                        "drop path 0.1, layer scale 1e-6, label smoothing 0.1, RandAugment m5, random erasing 0.1) "
-                        "and write OUTPUT/roadmap.csv and roadmap.png; each step is a run folder OUTPUT/STEP/seedN. "
-                        "Rerunning skips finished runs and resumes an interrupted one.")
+    add_run_command(sub, "train", cmd_train, command == "train", "train or fine-tune a model (the papers' recipes)")
+    add_run_command(sub, "pretrain", cmd_pretrain, command == "pretrain",
+                    "FCMAE masked-autoencoder pre-training of a ConvNeXt encoder")
+    p = add_run_command(sub, "roadmap", cmd_roadmap, command == "roadmap",
+                        "the ResNet-50 -> ConvNeXt-T design roadmap: costs, or every step trained")
     p.add_argument("--list", action="store_true", help="print each step's parameters and GMACs and stop")
     p.add_argument("--json", action="store_true", help="with --list: a JSON list")
     p.add_argument("--track", default="resnet50_to_convnext_t",
