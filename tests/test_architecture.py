@@ -13,7 +13,7 @@ PACKAGE = Path(modernconv.__file__).parent
 # lower layers never import higher ones; a unit is a sub-package or a top-level module
 LAYERS = (
     ("errors", "variants"),
-    ("files",),
+    ("files", "values"),
     ("runtime", "plots"),
     ("layers", "checkpoint", "reparam", "optim", "data"),
     ("models",),

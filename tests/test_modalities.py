@@ -384,3 +384,7 @@ def test_forecasting_trains_and_evaluates(tmp_path, capsys):
     assert errors["count"] == 144 - int(144 * 0.8) - 6 + 1 and errors["mse"] > 0 and errors["mae"] > 0
     metrics = (run / "metrics.csv").read_text()
     assert "val_mae" in metrics
+    np.save(tmp_path / "series.npy", np.random.default_rng(0).standard_normal((24, 1)).astype(np.float32))
+    assert main(["predict", "--checkpoint", str(run / "best.safetensors"), str(tmp_path / "series.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "modernconv eval --checkpoint CKPT --data" in err  # a command that works

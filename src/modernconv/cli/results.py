@@ -93,7 +93,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     folders, meshes or point arrays). INPUT: files, folders (every such file below) and glob patterns."""
     from ..conversion import model_from_checkpoint
     from ..engine import predict_images
-    from ..engine.inference import expand_inputs, input_kinds, write_predictions
+    from .inputs import expand_inputs, input_kinds, write_predictions
     from ..runtime import resolve_device
 
     output = free_path(args.output, args.force) if args.output else None

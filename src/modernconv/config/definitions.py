@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
@@ -280,11 +279,3 @@ def field_types(kind: type) -> dict[str, tuple[dataclasses.Field, Any]]:
     """Field name -> (field, resolved type) of config class ``kind``."""
     hints = typing.get_type_hints(kind)
     return {f.name: (f, hints[f.name]) for f in dataclasses.fields(kind)}
-
-
-def plain_type(hint: Any) -> tuple[Any, bool]:
-    """(the type without ``| None``, whether None is allowed)."""
-    if isinstance(hint, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return args[0], True
-    return hint, False

@@ -3,73 +3,21 @@ key checked (timm's names accepted or explained, another task's options refused)
 from __future__ import annotations
 
 import difflib
-import math
 import os
-import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import ConfigError
-from .definitions import CONFIG_KINDS, RunConfig, TrainConfig, field_types, plain_type
-
-
-def _number(kind: type, value: Any) -> int | float:
-    number = float(value) if isinstance(value, str) else value
-    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
-        raise ValueError
-    if kind is int:
-        if float(number) != int(number):
-            raise ValueError
-        return int(number)
-    return float(number)
-
-
-def _items(value: Any) -> list:
-    """A tuple option's items from a list, a YAML list string ("[0.9, 0.95]") or "0.9,0.95" / "0.9 0.95"."""
-    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], str):
-        value = value[0]
-    if isinstance(value, str):
-        parsed = yaml.safe_load(value)
-        value = parsed if isinstance(parsed, list) else value.replace(",", " ").split()
-    if not isinstance(value, (list, tuple)):
-        raise ValueError
-    return list(value)
+from ..values import coerce as coerce_value
+from .definitions import CONFIG_KINDS, RunConfig, TrainConfig, field_types
 
 
 def coerce(name: str, value: Any, kind: type[RunConfig] = TrainConfig) -> Any:
-    """Convert a YAML or command-line value to field ``name``'s type in config class ``kind``, or raise
-    ConfigError."""
-    hint, optional = plain_type(field_types(kind)[name][1])
-    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
-        return None
-    try:
-        if hint is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
-                    raise ValueError
-                return value.lower() in ("true", "yes", "1")
-            if not isinstance(value, bool):
-                raise ValueError
-            return value
-        if typing.get_origin(hint) is tuple:
-            items, kinds = _items(value), typing.get_args(hint)
-            if len(items) != len(kinds):
-                raise ValueError
-            return tuple(_number(k, v) for k, v in zip(kinds, items))
-        if hint is dict:
-            value = yaml.safe_load(value) if isinstance(value, str) else value
-            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-                raise ValueError
-            return value
-        if hint in (int, float):
-            return _number(hint, value)
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ValueError
-        return str(value)
-    except (TypeError, ValueError, OverflowError, yaml.YAMLError):
-        raise ConfigError(f"{name}: cannot use {value!r} as {getattr(hint, '__name__', hint)}") from None
+    """Convert a YAML or command-line value to field ``name``'s type in config class ``kind`` (the one coercer,
+    ``modernconv.values.coerce``), or raise ConfigError."""
+    return coerce_value(name, value, field_types(kind)[name][1])
 
 
 # timm's train.py names that mean one of our options exactly (accepted on the command line and in recipes)

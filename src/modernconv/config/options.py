@@ -7,7 +7,8 @@ import dataclasses
 import typing
 from typing import Any
 
-from .definitions import RunConfig, field_types, plain_type
+from ..values import plain_type
+from .definitions import RunConfig, field_types
 from .loading import TIMM_ALIASES
 
 

@@ -1,10 +1,7 @@
-"""Evaluating and applying a trained checkpoint (what `modernconv eval` and `predict` do)."""
+"""Evaluating and applying a trained checkpoint (what `modernconv eval` and `predict` compute; finding the input
+files and writing the results is the command's business)."""
 from __future__ import annotations
 
-import csv
-import glob
-import io
-import json
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -12,13 +9,11 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS
-from torchvision.models._meta import _IMAGENET_CATEGORIES
+from torchvision.models import ResNet50_Weights
 
 from ..conversion import CheckpointInfo
 from ..data import build_loader, build_split, read_image
 from ..errors import DataError, UserError
-from ..files import atomic_write_text
 from ..modalities import IMAGE, get_modality, modality_split
 from ..modalities.forecast import forecast_splits
 from .evaluate import EvalResult, evaluate
@@ -70,38 +65,10 @@ def class_names(info: CheckpointInfo, num_classes: int) -> list[str]:
     weights); else the class indices."""
     if info.class_names:
         return info.class_names
-    if num_classes == len(_IMAGENET_CATEGORIES):
-        return list(_IMAGENET_CATEGORIES)
+    imagenet = ResNet50_Weights.IMAGENET1K_V1.meta["categories"]  # torchvision's table (no download)
+    if num_classes == len(imagenet):
+        return list(imagenet)
     return [str(i) for i in range(num_classes)]
-
-
-def input_kinds(info: CheckpointInfo) -> tuple[tuple[str, ...], bool]:
-    """The file suffixes the checkpoint's modality reads, and whether a folder of frames is one input."""
-    if info.modality == IMAGE:
-        return IMG_EXTENSIONS, False
-    spec = get_modality(info.modality)
-    return spec.extensions, spec.sample_is_folder
-
-
-def expand_inputs(inputs: list[str], extensions: tuple[str, ...] = IMG_EXTENSIONS,
-                  frame_folders: bool = False) -> list[str]:
-    """Files as given, every file with one of ``extensions`` below a folder (sorted; with ``frame_folders`` a
-    folder holding images is itself one input), and the matches of glob patterns (``**`` too)."""
-    paths: list[str] = []
-    for item in inputs:
-        if frame_folders and Path(item).is_dir() and any(p.suffix.lower() in IMG_EXTENSIONS
-                                                          for p in Path(item).iterdir()):
-            paths.append(item)
-        elif Path(item).is_dir():
-            paths += sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in extensions)
-        elif glob.has_magic(item):
-            matches = sorted(glob.glob(item, recursive=True))
-            if not matches:
-                raise UserError(f"no file matches {item!r}")
-            paths += matches
-        else:
-            paths.append(item)
-    return paths
 
 
 def read_transformed(path: str, in_chans: int, transform: Callable) -> torch.Tensor:
@@ -154,7 +121,8 @@ def predict_images(model: nn.Module, info: CheckpointInfo, paths: list[str], top
     if topk < 1 or batch_size < 1:
         raise UserError(f"--topk ({topk}) and --batch-size ({batch_size}) must be at least 1")
     names = class_names(info, model.num_classes)
-    files = SampleFiles([str(p) for p in paths], sample_reader(info, model.in_chans), input_kinds(info)[1])
+    folders = info.modality != IMAGE and get_modality(info.modality).sample_is_folder
+    files = SampleFiles([str(p) for p in paths], sample_reader(info, model.in_chans), folders)
     loader = DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
     device = next(model.parameters()).device
     out: list[dict] = [{} for _ in paths]
@@ -169,19 +137,3 @@ def predict_images(model: nn.Module, info: CheckpointInfo, paths: list[str], top
             out[i] = {"image": files.paths[i], "top": [{"class": names[c], "probability": round(v, 6)}
                                                        for v, c in zip(values, classes)]}
     return out
-
-
-def write_predictions(predictions: list[dict], path: Path) -> None:
-    """``predict_images``' results as JSON, or as CSV: image, rank, class, probability (and error) rows."""
-    if path.suffix == ".json":
-        atomic_write_text(path, json.dumps(predictions, indent=1))
-        return
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(["image", "rank", "class", "probability", "error"])
-    for item in predictions:
-        if "error" in item:
-            writer.writerow([item["image"], "", "", "", item["error"]])
-        for rank, top in enumerate(item.get("top", []), start=1):
-            writer.writerow([item["image"], rank, top["class"], top["probability"], ""])
-    atomic_write_text(path, text.getvalue())

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..values import coerce
 from ..models.base import ModelWrapper
 
 
@@ -42,32 +43,8 @@ class ModalitySpec:
             raise ConfigError(f"{self.name} options do not include {', '.join(unknown)}; they are: {', '.join(names)}")
         hints = typing.get_type_hints(self.options)
         for key, value in given.items():
-            given[key] = _coerce(f"{self.name} option {key}", value, hints[key])
+            given[key] = coerce(f"{self.name} option {key}", value, hints[key])
         return self.options(**given)
-
-
-def _coerce(what: str, value: Any, hint: Any) -> Any:
-    """``value`` as the type ``hint`` names (int, float, bool, str, a tuple of floats, optionally None)."""
-    args = typing.get_args(hint)
-    if value is None:
-        if type(None) in args:
-            return None
-        raise ConfigError(f"{what} cannot be none")
-    kind = next((a for a in args if a is not type(None)), hint) if args and type(None) in args else hint
-    if typing.get_origin(kind) is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(typing.get_args(kind)):
-            raise ConfigError(f"{what} must be {len(typing.get_args(kind))} numbers, got {value!r}")
-        return tuple(_coerce(what, v, t) for v, t in zip(value, typing.get_args(kind)))
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{what} must be true or false, got {value!r}")
-        return value
-    if kind in (int, float) and isinstance(value, bool) or kind is int and isinstance(value, float):
-        raise ConfigError(f"{what} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be {kind.__name__}, got {value!r}") from None
 
 
 def require(module: str, what: str) -> Any:

@@ -178,7 +178,7 @@ def series_splits(source: str, opts: TimeSeriesOptions, class_names: list[str] |
 def read_series_file(path: str, opts: TimeSeriesOptions, train: bool = False) -> torch.Tensor:
     """Predicting on files is for one-sample modalities; a .ts file holds many series."""
     raise DataError("predict takes audio, video and point-cloud files; evaluate time series with "
-                    "`modernconv eval CKPT --data FOLDER_OR_aeon:NAME`")
+                    "`modernconv eval --checkpoint CKPT --data FOLDER_OR_aeon:NAME`")
 
 
 TIMESERIES = ModalitySpec("timeseries", 1, TimeSeriesOptions, series_adapter, read_series_file, (".ts",), {})

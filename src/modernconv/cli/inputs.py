@@ -1,0 +1,61 @@
+"""What `predict` does with files: which inputs a checkpoint takes, the input paths that files, folders and glob
+patterns name, and the predictions written as CSV or JSON."""
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+from pathlib import Path
+
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from ..conversion import CheckpointInfo
+from ..errors import UserError
+from ..files import atomic_write_text
+from ..modalities import IMAGE, get_modality
+
+
+def input_kinds(info: CheckpointInfo) -> tuple[tuple[str, ...], bool]:
+    """The file suffixes the checkpoint's modality reads, and whether a folder of frames is one input."""
+    if info.modality == IMAGE:
+        return IMG_EXTENSIONS, False
+    spec = get_modality(info.modality)
+    return spec.extensions, spec.sample_is_folder
+
+
+def expand_inputs(inputs: list[str], extensions: tuple[str, ...] = IMG_EXTENSIONS,
+                  frame_folders: bool = False) -> list[str]:
+    """Files as given, every file with one of ``extensions`` below a folder (sorted; with ``frame_folders`` a
+    folder holding images is itself one input), and the matches of glob patterns (``**`` too)."""
+    paths: list[str] = []
+    for item in inputs:
+        if frame_folders and Path(item).is_dir() and any(p.suffix.lower() in IMG_EXTENSIONS
+                                                          for p in Path(item).iterdir()):
+            paths.append(item)
+        elif Path(item).is_dir():
+            paths += sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in extensions)
+        elif glob.has_magic(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise UserError(f"no file matches {item!r}")
+            paths += matches
+        else:
+            paths.append(item)
+    return paths
+
+
+def write_predictions(predictions: list[dict], path: Path) -> None:
+    """``predict_images``' results as JSON, or as CSV: image, rank, class, probability (and error) rows."""
+    if path.suffix == ".json":
+        atomic_write_text(path, json.dumps(predictions, indent=1))
+        return
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["image", "rank", "class", "probability", "error"])
+    for item in predictions:
+        if "error" in item:
+            writer.writerow([item["image"], "", "", "", item["error"]])
+        for rank, top in enumerate(item.get("top", []), start=1):
+            writer.writerow([item["image"], rank, top["class"], top["probability"], ""])
+    atomic_write_text(path, text.getvalue())

@@ -1,0 +1,93 @@
+"""The one coercer: a value from a YAML recipe, the command line or a checkpoint's metadata turned into the type
+a field declares (int, float, bool, str, dict, a tuple of numbers, each optionally None), or one line saying
+what was expected. Run configs and modality options both use it, so an option keeps one type from the config to
+the checkpoint and back."""
+from __future__ import annotations
+
+import math
+import types
+import typing
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "text", dict: "a mapping"}
+
+
+def plain_type(hint: Any) -> tuple[Any, bool]:
+    """(the type without ``| None``, whether None is allowed)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], len(args) < len(typing.get_args(hint))
+    return hint, False
+
+
+def coerce(what: str, value: Any, hint: Any) -> Any:
+    """``value`` as the type ``hint`` names; ``what`` names the option in the error ("epochs", "video option
+    frames"). Strings are parsed as the command line gives them ("none", "true", "0.9,0.95", "{a: 1}")."""
+    kind, optional = plain_type(hint)
+    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
+        return None
+    try:
+        return _convert(kind, value)
+    except (TypeError, ValueError, OverflowError, yaml.YAMLError):
+        name = what.split()[-1]
+        raise ConfigError(f"{what}: cannot use {value!r} as {getattr(kind, '__name__', kind)} ({name} must be "
+                          f"{_describe(kind)})") from None
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if not isinstance(value, bool):
+            raise ValueError
+        return value
+    if typing.get_origin(kind) is tuple:
+        items, kinds = _items(value), typing.get_args(kind)
+        if len(items) != len(kinds):
+            raise ValueError
+        return tuple(_number(k, v) for k, v in zip(kinds, items))
+    if kind is dict:
+        value = yaml.safe_load(value) if isinstance(value, str) else value
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValueError
+        return value
+    if kind in (int, float):
+        return _number(kind, value)
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ValueError
+    return str(value)
+
+
+def _number(kind: type, value: Any) -> int | float:
+    """A finite int or float; an int field takes 3 and 3.0 but not 2.5, and no field takes true/false."""
+    number = float(value) if isinstance(value, str) else value
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+        raise ValueError
+    if kind is int:
+        if float(number) != int(number):
+            raise ValueError
+        return int(number)
+    return float(number)
+
+
+def _items(value: Any) -> list:
+    """A tuple option's items from a list, a YAML list string ("[0.9, 0.95]") or "0.9,0.95" / "0.9 0.95"."""
+    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], str):
+        value = value[0]
+    if isinstance(value, str):
+        parsed = yaml.safe_load(value)
+        value = parsed if isinstance(parsed, list) else value.replace(",", " ").split()
+    if not isinstance(value, (list, tuple)):
+        raise ValueError
+    return list(value)
+
+
+def _describe(kind: Any) -> str:
+    if typing.get_origin(kind) is tuple:
+        count = len(typing.get_args(kind))
+        return f"{count} numbers"
+    return WORDS.get(kind, getattr(kind, "__name__", str(kind)))
