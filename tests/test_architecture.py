@@ -1,6 +1,7 @@
 """The package's shape: imports flow one way (a layered DAG, the README's layout section) and importing modernconv
 has no global side effects."""
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,11 @@ def test_the_variant_table_is_the_registry():
     from modernconv.models import get_model_spec, list_models
     from modernconv.variants import list_variants
     assert list_variants() == [(name, get_model_spec(name).family) for name in list_models()]
+
+
+def test_images_are_a_modality_without_branches_elsewhere():
+    """What differs for images lives in modalities/image.py; nowhere else compares a modality with "image"."""
+    branch = re.compile(r"""(\bIMAGE|["']image["'])\s*[!=]=|[!=]=\s*(IMAGE\b|["']image["'])""")
+    offenders = [f"{p.relative_to(PACKAGE)}:{n}" for p in PACKAGE.rglob("*.py") if p.name != "image.py"
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if branch.search(line)]
+    assert not offenders, offenders

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+import modernconv
 from modernconv.cli import main
 from modernconv.errors import ConfigError, DataError
-from modernconv.modalities import create_modality_model, get_modality, modality_split
+from modernconv.modalities import create_modality_model, get_modality
 from modernconv.modalities.audio import AudioOptions, LogMel, SpecAugment, read_audio
 from modernconv.modalities.pointcloud import MultiViewDepth, PointCloudOptions, _load_points, read_points
 from modernconv.modalities.timeseries import ResizeMap, StepEmbedding, TimeSeriesOptions, series_splits
@@ -277,9 +278,9 @@ def test_speech_commands_layout_splits_by_its_lists(tmp_path):
     (tmp_path / "validation_list.txt").write_text("yes/0.wav\nno/0.wav\n")
     (tmp_path / "testing_list.txt").write_text("yes/1.wav\n")
     opts = AudioOptions()
-    train, names, _ = modality_split("audio", str(tmp_path), "train", opts)
-    val, _, _ = modality_split("audio", str(tmp_path), "val", opts, class_names=names)
-    test, _, _ = modality_split("audio", str(tmp_path), "test", opts, class_names=names)
+    train, names, _ = get_modality("audio").split(str(tmp_path), "train", opts)
+    val, _, _ = get_modality("audio").split(str(tmp_path), "val", opts, class_names=names)
+    test, _, _ = get_modality("audio").split(str(tmp_path), "test", opts, class_names=names)
     assert names == ["no", "yes"] and (len(train), len(val), len(test)) == (3, 2, 1)
     assert train[0][0].shape == (16000,)
 
@@ -388,3 +389,20 @@ def test_forecasting_trains_and_evaluates(tmp_path, capsys):
     assert main(["predict", "--checkpoint", str(run / "best.safetensors"), str(tmp_path / "series.npy")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "modernconv eval --checkpoint CKPT --data" in err  # a command that works
+
+
+def test_one_checkpoint_entry_point_serves_modality_models_and_their_networks(tmp_path):
+    opts = {"side": 32, "length": 24, "variables": 2}
+    trained = create_modality_model("convnext_atto", "timeseries", opts, num_classes=3).eval()
+    for p in trained.parameters():
+        p.data.normal_(0, 0.05)
+    modernconv.save_checkpoint(trained, tmp_path / "m.safetensors")
+    fresh = create_modality_model("convnext_atto", "timeseries", opts, num_classes=3).eval()
+    modernconv.load_checkpoint(fresh, tmp_path / "m.safetensors")  # adapter and network, through one function
+    series = torch.randn(2, 24, 2)
+    with torch.no_grad():
+        assert torch.equal(fresh(series), trained(series))
+    with pytest.warns(UserWarning, match="loaded its network, left out its adapter"):
+        network = modernconv.create_model("convnext_atto", in_chans=1, num_classes=3,
+                                          pretrained=tmp_path / "m.safetensors")
+    assert all(torch.equal(v, trained.model.state_dict()[k]) for k, v in network.state_dict().items())

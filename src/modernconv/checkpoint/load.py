@@ -14,6 +14,9 @@ from .fcmae_layout import fcmae_encoder, is_fcmae_checkpoint
 from .formats import detect_format
 from .io import read_checkpoint
 
+NETWORK_PREFIX = "model."  # a modality model: adapter.* in front of model.* (modernconv.modalities)
+MODALITY_PARTS = ("adapter.", NETWORK_PREFIX)
+
 CLASSIFIER_PREFIX = "head.fc."
 HEAD_NORM_PREFIX = "head.norm."  # absent from encoder-only files (FCMAE pre-training, the authors' FCMAE release)
 
@@ -45,8 +48,12 @@ class LoadReport:
 def to_our_names(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor] | None = None
                  ) -> tuple[dict[str, torch.Tensor], str, list[str]]:
     """``source`` under our names: (tensors, the layout it came in, notes). A whole FCMAE checkpoint gives its
-    encoder, unless ``target`` is itself an FCMAE model."""
+    encoder, and a modality model's checkpoint (``adapter.*`` + ``model.*``) its network, unless ``target`` is
+    itself such a model."""
     notes = []
+    if _is_modality_checkpoint(list(source)) and not _is_modality_checkpoint(list(target or {})):
+        source = {k[len(NETWORK_PREFIX):]: v for k, v in source.items() if k.startswith(NETWORK_PREFIX)}
+        notes.append("a modality model's checkpoint: loaded its network, left out its adapter")
     pretraining = is_fcmae_checkpoint(list(source)) and not is_fcmae_checkpoint(list(target or {}))
     if pretraining:
         source = fcmae_encoder(source)
@@ -54,6 +61,11 @@ def to_our_names(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor
     fmt = detect_format(list(source), list(target or {}))
     layout = f"FCMAE encoder, {fmt.name}" if pretraining else fmt.name
     return {fmt.rename(k): v for k, v in source.items()}, layout, notes
+
+
+def _is_modality_checkpoint(keys: list[str]) -> bool:
+    """A modality model's tensors: an adapter (possibly without weights) in front of ``model.*``."""
+    return any(k.startswith(NETWORK_PREFIX) for k in keys) and all(k.startswith(MODALITY_PARTS) for k in keys)
 
 
 def fit_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
@@ -141,9 +153,13 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     With ``require_head`` (evaluation, prediction) both are refused instead. Any other difference raises
     CheckpointError listing it, unless ``strict=False``. NaN/inf values and integer weights are always refused.
     ``path`` may be a folder holding the weights file (Hugging Face ``save_pretrained``); a training checkpoint
-    with EMA weights loads those unless ``use_ema=False`` (a note says which).
+    with EMA weights loads those unless ``use_ema=False`` (a note says which). A model made of parts that
+    loads them itself (a modality model: adapter and network) does so through its own ``load_tensors``.
     """
     source, metadata = read_checkpoint(path, use_ema)
+    own = getattr(model, "load_tensors", None)  # a model of several parts (a modality model) fills them itself
+    if callable(own):
+        return own(source, metadata, path, strict, require_head)
     return load_tensors(model, source, metadata, path, strict, require_head)
 
 

@@ -13,13 +13,11 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from ..conversion import CheckpointInfo
 from ..errors import UserError
 from ..files import atomic_write_text
-from ..modalities import IMAGE, get_modality
+from ..modalities import get_modality
 
 
 def input_kinds(info: CheckpointInfo) -> tuple[tuple[str, ...], bool]:
     """The file suffixes the checkpoint's modality reads, and whether a folder of frames is one input."""
-    if info.modality == IMAGE:
-        return IMG_EXTENSIONS, False
     spec = get_modality(info.modality)
     return spec.extensions, spec.sample_is_folder
 

@@ -195,24 +195,24 @@ class TrainConfig(ClassificationOptions, RunConfig):
         options name a horizon, else classification."""
         if self.task is not None:
             return self.task
-        return "forecasting" if self.modality == "timeseries" and self.modality_options.get("horizon") else \
-            "classification"
+        return "forecasting" if self._has_horizon() else "classification"
+
+    def _has_horizon(self) -> bool:
+        return self.modality == "timeseries" and bool(self.modality_options.get("horizon"))
 
     def check_task(self) -> None:
-        if self.task == "forecasting" and not (self.modality == "timeseries" and self.modality_options.get("horizon")):
+        if self.task == "forecasting" and not self._has_horizon():
             raise ConfigError("task forecasting needs modality timeseries and a horizon in modality_options, e.g. "
                               "--modality timeseries --modality-options '{horizon: 24}'")
-        if self.modality != "image":
-            from ..modalities import get_modality
+        from ..modalities import get_modality
 
-            get_modality(self.modality).make_options(self.modality_options)
-            defaults = TrainConfig()
-            changed = [k for k in IMAGE_ONLY if getattr(self, k) != getattr(defaults, k)]
-            if changed:
-                raise ConfigError(f"{', '.join(changed)} act on images; a {self.modality} run augments in its "
-                                  "adapter (see modality_options)")
-        elif self.modality_options:
-            raise ConfigError("modality_options are for a modality other than image")
+        modality = get_modality(self.modality)
+        modality.make_options(self.modality_options)
+        defaults = TrainConfig()
+        changed = [k for k in IMAGE_ONLY if getattr(self, k) != getattr(defaults, k)]
+        if changed and not modality.takes_transforms:
+            raise ConfigError(f"{', '.join(changed)} act on images; a {self.modality} run augments in its "
+                              "adapter (see modality_options)")
         if self.auto_augment is not None:
             if self.randaugment_magnitude is not None:
                 raise ConfigError("give auto_augment (timm's policy) or randaugment_magnitude, not both")

@@ -13,8 +13,7 @@ from ..checkpoint import load_checkpoint, read_checkpoint, read_metadata
 from ..data.preprocessing import DataConfig
 from ..errors import CheckpointError, ConfigError
 from ..modalities import IMAGE, create_modality_model
-from ..modalities.weights import load_modality_checkpoint
-from ..models import create_model, model_data_config
+from ..models import model_data_config
 
 
 @dataclass
@@ -70,14 +69,8 @@ def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = 
     info = checkpoint_info(path)
     kwargs = {k: v for k, v in info.model_kwargs.items() if k != "drop_path_rate"}
     try:
-        if info.modality == IMAGE:
-            model = create_model(info.model_name, **kwargs)
-        else:
-            model = create_modality_model(info.model_name, info.modality, info.modality_options, **kwargs)
+        model = create_modality_model(info.model_name, info.modality, info.modality_options, **kwargs)
     except ConfigError as e:
         raise CheckpointError(f"{path}: its recorded model options do not build {info.model_name} ({e})") from None
-    if info.modality == IMAGE:
-        load_checkpoint(model, path, strict=True, require_head=True)
-    else:
-        load_modality_checkpoint(model, path, strict=True, require_head=True)
+    load_checkpoint(model, path, strict=True, require_head=True)
     return model.to(device).eval(), info

@@ -2,7 +2,6 @@
 files and writing the results is the command's business)."""
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -12,12 +11,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.models import ResNet50_Weights
 
 from ..conversion import CheckpointInfo
-from ..data import build_loader, build_split, read_image
+from ..data import build_loader
 from ..errors import DataError, UserError
-from ..modalities import IMAGE, get_modality, modality_split
+from ..modalities import get_modality
 from ..modalities.forecast import forecast_splits
-from .evaluate import EvalResult, evaluate
-from .evaluate import ForecastResult, evaluate_forecast
+from .evaluate import EvalResult, ForecastResult, evaluate, evaluate_forecast
 
 
 def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str, batch_size: int = 64,
@@ -26,13 +24,10 @@ def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str, batch
     classes; a folder of class folders is its own split), in the checkpoint's own preprocessing."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    if info.modality == IMAGE:
-        val, classes = build_split(data, split, model.in_chans, info.preprocessing.eval_transform(),
-                                   class_names=info.class_names or None, classes_from="the checkpoint")
-    else:
-        options = get_modality(info.modality).make_options(info.modality_options)
-        val, classes, _ = modality_split(info.modality, data, split, options, class_names=info.class_names or None,
-                                         classes_from="the checkpoint")
+    modality = get_modality(info.modality)
+    options = modality.make_options(info.modality_options, in_chans=model.in_chans)
+    val, classes, _ = modality.split(data, split, options, class_names=info.class_names or None,
+                                     classes_from="the checkpoint", transform=info.preprocessing.eval_transform())
     if info.class_names and classes != info.class_names:
         raise UserError(f"the checkpoint knows classes {info.class_names[:5]}..., the data set has "
                         f"{classes[:5]}...; evaluate on data with the same classes")
@@ -71,17 +66,11 @@ def class_names(info: CheckpointInfo, num_classes: int) -> list[str]:
     return [str(i) for i in range(num_classes)]
 
 
-def read_transformed(path: str, in_chans: int, transform: Callable) -> torch.Tensor:
-    """An image file through the evaluation transform."""
-    return transform(read_image(path, in_chans))
-
-
 def sample_reader(info: CheckpointInfo, in_chans: int) -> Callable[[str], torch.Tensor]:
     """How one input file of the checkpoint's modality becomes a model input (picklable, for loader workers)."""
-    if info.modality == IMAGE:
-        return partial(read_transformed, in_chans=in_chans, transform=info.preprocessing.eval_transform())
-    spec = get_modality(info.modality)
-    return partial(spec.read, opts=spec.make_options(info.modality_options), train=False)
+    modality = get_modality(info.modality)
+    return modality.file_reader(modality.make_options(info.modality_options, in_chans=in_chans),
+                                info.preprocessing.eval_transform())
 
 
 class SampleFiles(Dataset):
@@ -121,8 +110,8 @@ def predict_images(model: nn.Module, info: CheckpointInfo, paths: list[str], top
     if topk < 1 or batch_size < 1:
         raise UserError(f"--topk ({topk}) and --batch-size ({batch_size}) must be at least 1")
     names = class_names(info, model.num_classes)
-    folders = info.modality != IMAGE and get_modality(info.modality).sample_is_folder
-    files = SampleFiles([str(p) for p in paths], sample_reader(info, model.in_chans), folders)
+    files = SampleFiles([str(p) for p in paths], sample_reader(info, model.in_chans),
+                        get_modality(info.modality).sample_is_folder)
     loader = DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
     device = next(model.parameters()).device
     out: list[dict] = [{} for _ in paths]

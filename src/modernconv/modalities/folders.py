@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -22,7 +22,9 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..data.generated import stratified_split
 from ..errors import DataError
-from .spec import ModalitySpec
+
+if TYPE_CHECKING:
+    from .spec import ModalitySpec
 
 LISTS = {"val": "validation_list.txt", "validation": "validation_list.txt", "test": "testing_list.txt"}
 

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from .spec import GeneratedSet, ModalitySpec, positive, require
+from .generated import GeneratedSet
+from .spec import ModalitySpec, positive, require
 
 POINT_EXTENSIONS = (".off", ".npy", ".txt")
 

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .spec import GeneratedSet, require
+from .generated import GeneratedSet
+from .spec import require
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ACCENTS = ("en", "en-US", "en-GB-scotland", "en-GB-x-rp", "en-029", "en-US-nyc", "en-GB-x-gbclan")

@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
 from .spec import ModalitySpec, positive, require
@@ -181,4 +183,14 @@ def read_series_file(path: str, opts: TimeSeriesOptions, train: bool = False) ->
                     "`modernconv eval --checkpoint CKPT --data FOLDER_OR_aeon:NAME`")
 
 
-TIMESERIES = ModalitySpec("timeseries", 1, TimeSeriesOptions, series_adapter, read_series_file, (".ts",), {})
+class TimeSeriesSpec(ModalitySpec):
+    """Time series come as whole sets (a UCR/UEA folder or ``aeon:NAME``), not as files per class."""
+
+    def split(self, source: str, split: str, options: Any, class_names: list[str] | None = None,
+              skip_bad: bool = False, classes_from: str = "train/", transform: Callable | None = None
+              ) -> tuple[Dataset, list[str], Any]:
+        train, held_out, names, options = series_splits(source, options, class_names)
+        return (train if split == "train" else held_out), names, options
+
+
+TIMESERIES = TimeSeriesSpec("timeseries", 1, TimeSeriesOptions, series_adapter, read_series_file, (".ts",), {})

@@ -20,7 +20,8 @@ from torchvision.transforms.v2 import functional as TF
 from ..data.images import read_image
 from ..data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError
-from .spec import GeneratedSet, ModalitySpec, positive, require
+from .generated import GeneratedSet
+from .spec import ModalitySpec, positive, require
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 SAMPLINGS = ("uniform", "segment")

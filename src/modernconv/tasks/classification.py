@@ -2,7 +2,6 @@
 held-out top-1 accuracy (higher is better), for images and every other modality."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -11,12 +10,10 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint
 from ..config import TrainConfig
-from ..data import build_datasets, build_loader, build_mixing, soft_target_cross_entropy, train_transform
+from ..data import build_loader, build_mixing, soft_target_cross_entropy, train_transform
 from ..engine.evaluate import evaluate
 from ..engine.task import RunContext, Task, TaskData, model_options
-from ..modalities import IMAGE, create_modality_model, get_modality, modality_split
-from ..modalities.weights import load_modality_checkpoint
-from ..models import create_model
+from ..modalities import ModalitySpec, create_modality_model, get_modality
 
 
 class ClassificationTask(Task):
@@ -34,51 +31,40 @@ class ClassificationTask(Task):
         kwargs = model_options(self.cfg)
         if self.cfg.head_init_scale != 1.0:
             kwargs["head_init_scale"] = self.cfg.head_init_scale
-        if self.cfg.modality != IMAGE:
-            kwargs["in_chans"] = get_modality(self.cfg.modality).in_chans
+        kwargs["in_chans"] = self.modality.channels(kwargs["in_chans"])
         return kwargs
 
-    def build_data(self, ctx: RunContext) -> TaskData:
-        data = self._image_data(ctx) if self.cfg.modality == IMAGE else self._modality_data(ctx)
-        cfg = self.cfg
-        self.num_classes = len(data.class_names)
-        self.mixing = build_mixing(cfg.mixup, cfg.cutmix, self.num_classes, cfg.mix_prob, cfg.mix_switch_prob,
-                                   cfg.label_smoothing)
-        self.val_loader = build_loader(data.val, cfg.batch_size, train=False, seed=cfg.seed,
-                                       num_workers=cfg.workers, distributed=ctx.dist.enabled)
-        return data
+    @property
+    def modality(self) -> ModalitySpec:
+        return get_modality(self.cfg.modality)
 
-    def _image_data(self, ctx: RunContext) -> TaskData:
+    def build_data(self, ctx: RunContext) -> TaskData:
+        """Both splits in the modality's reading (images: through the recipe's train and eval transforms), its
+        options completed by the data."""
         cfg = self.cfg
         pre = ctx.preprocessing.replace(crop_pct=cfg.crop_pct or ctx.preprocessing.crop_pct)
         train_tf = train_transform(pre.img_size, pre.mean, pre.std, scale=cfg.scale, hflip=cfg.hflip,
                                    randaugment_magnitude=cfg.randaugment_magnitude, randaugment_ops=cfg.randaugment_ops,
                                    color_jitter=cfg.color_jitter, random_erasing=cfg.random_erasing,
                                    interpolation=pre.interpolation, auto_augment=cfg.auto_augment)
-        split = build_datasets(cfg.data, pre.img_size, cfg.in_chans, cfg.skip_bad_images, cfg.synthetic_samples,
-                               cfg.synthetic_classes, train_transform=train_tf, eval_transform=pre.eval_transform())
-        return TaskData(split.train, split.val, split.class_names, pre, None, skipped_files(split.train, split.val))
-
-    def _modality_data(self, ctx: RunContext) -> TaskData:
-        """The train and val splits of a non-image modality; its options completed by the data."""
-        cfg = self.cfg
-        options = get_modality(cfg.modality).make_options(cfg.modality_options)
-        train, classes, options = modality_split(cfg.modality, cfg.data, "train", options,
-                                                 skip_bad=cfg.skip_bad_images)
-        val, _, options = modality_split(cfg.modality, cfg.data, "val", options, class_names=classes,
-                                         skip_bad=cfg.skip_bad_images)
-        return TaskData(train, val, classes, ctx.preprocessing, options, skipped_files(train, val))
+        options = self.modality.make_options(cfg.modality_options, in_chans=cfg.in_chans,
+                                             synthetic_samples=cfg.synthetic_samples,
+                                             synthetic_classes=cfg.synthetic_classes)
+        train, classes, options = self.modality.split(cfg.data, "train", options, skip_bad=cfg.skip_bad_images,
+                                                      transform=train_tf)
+        val, _, options = self.modality.split(cfg.data, "val", options, class_names=classes,
+                                              skip_bad=cfg.skip_bad_images, transform=pre.eval_transform())
+        self.num_classes = len(classes)
+        self.mixing = build_mixing(cfg.mixup, cfg.cutmix, self.num_classes, cfg.mix_prob, cfg.mix_switch_prob,
+                                   cfg.label_smoothing)
+        self.val_loader = build_loader(val, cfg.batch_size, train=False, seed=cfg.seed, num_workers=cfg.workers,
+                                       distributed=ctx.dist.enabled)
+        return TaskData(train, val, classes, pre, options, skipped_files(train, val))
 
     def build_model(self, data: TaskData) -> nn.Module:
         """The classifier for the data's classes (behind its modality's adapter), with the ``init`` weights."""
-        num_classes = len(data.class_names)
-        if self.cfg.modality != IMAGE:
-            model = create_modality_model(self.cfg.model, self.cfg.modality, data.modality_options,
-                                          num_classes=num_classes, **self.model_options())
-            if self.cfg.init:
-                load_modality_checkpoint(model, self.cfg.init)
-            return model
-        model = create_model(self.cfg.model, num_classes=num_classes, **self.model_options())
+        model = create_modality_model(self.cfg.model, self.cfg.modality, data.modality_options,
+                                      num_classes=len(data.class_names), **self.model_options())
         if self.cfg.init:
             load_checkpoint(model, self.cfg.init)
         return model
@@ -97,10 +83,8 @@ class ClassificationTask(Task):
                         ctx.memory_format == torch.channels_last, ctx.dist).summary()
 
     def metadata(self, data: TaskData) -> dict[str, Any]:
-        meta = {**super().metadata(data), "class_names": data.class_names, **data.preprocessing.to_metadata()}
-        if self.cfg.modality != IMAGE:
-            meta.update(modality=self.cfg.modality, modality_options=dataclasses.asdict(data.modality_options))
-        return meta
+        return {**super().metadata(data), "class_names": data.class_names, **data.preprocessing.to_metadata(),
+                **self.modality.metadata(data.modality_options)}
 
     def summary(self, row: dict) -> str:
         return f"  val top-1 {row['val_top1']:.2f}%" + (f"  EMA {row['ema_val_top1']:.2f}%" if self.ema_decay else "")

@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import load_checkpoint
 from ..config import TrainConfig
 from ..data import build_loader
 from ..engine.evaluate import evaluate_forecast, forecasts
 from ..engine.task import RunContext, Task, TaskData, model_options
 from ..modalities import create_modality_model, get_modality
 from ..modalities.forecast import forecast_splits
-from ..modalities.weights import load_modality_checkpoint
 
 
 class ForecastTask(Task):
@@ -45,7 +45,7 @@ class ForecastTask(Task):
         model = create_modality_model(self.cfg.model, "timeseries", opts, num_classes=opts.horizon * opts.variables,
                                       **self.model_options())
         if self.cfg.init:
-            load_modality_checkpoint(model, self.cfg.init)
+            load_checkpoint(model, self.cfg.init)
         return model
 
     def loss(self, net: nn.Module, batch: Any) -> torch.Tensor:
