@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ from torch import nn
 from ..checkpoint import load_checkpoint, read_checkpoint, read_metadata
 from ..data.preprocessing import DataConfig
 from ..errors import CheckpointError, ConfigError
-from ..modalities import IMAGE, create_modality_model
+from ..modalities import IMAGE, create_modality_model, get_modality
 from ..models import model_data_config
 
 
@@ -24,8 +25,8 @@ class CheckpointInfo:
     model_kwargs: dict
     class_names: list[str] = field(default_factory=list)
     preprocessing: DataConfig = DataConfig()
-    modality: str = "image"
-    modality_options: dict = field(default_factory=dict)
+    modality: str = IMAGE
+    modality_options: Any = None  # the modality's options, typed as the run had them (images: ImageOptions)
     task: str = "classification"  # the task that trained it (modernconv.tasks.TASKS)
 
 
@@ -53,13 +54,15 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
             raise ValueError("model_kwargs must be a mapping and class_names a list")
         fallback = model_data_config(meta["model"], **{k: v for k, v in kwargs.items() if k == "in_chans"})
         preprocessing = DataConfig.from_metadata(meta, fallback)
-        modality_options = json.loads(meta.get("modality_options", "{}"))
-        if not isinstance(modality_options, dict):
+        recorded = json.loads(meta.get("modality_options", "{}"))
+        if not isinstance(recorded, dict):
             raise ValueError("modality_options must be a mapping")
-    except (json.JSONDecodeError, ValueError) as e:
+        modality = get_modality(meta.get("modality", IMAGE))
+        options = modality.make_options(recorded, in_chans=kwargs.get("in_chans", 3))
+    except (json.JSONDecodeError, ValueError, ConfigError) as e:
         raise CheckpointError(f"{path}: corrupt metadata ({e})") from None
     return CheckpointInfo(meta["model"], kwargs, [str(n) for n in names], preprocessing,
-                          meta.get("modality", IMAGE), modality_options, recorded_task(meta, modality_options))
+                          modality.name, options, recorded_task(meta, recorded))
 
 
 def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"

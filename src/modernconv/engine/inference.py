@@ -25,8 +25,7 @@ def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str, batch
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     modality = get_modality(info.modality)
-    options = modality.make_options(info.modality_options, in_chans=model.in_chans)
-    val, classes, _ = modality.split(data, split, options, class_names=info.class_names or None,
+    val, classes, _ = modality.split(data, split, info.modality_options, class_names=info.class_names or None,
                                      classes_from="the checkpoint", transform=info.preprocessing.eval_transform())
     if info.class_names and classes != info.class_names:
         raise UserError(f"the checkpoint knows classes {info.class_names[:5]}..., the data set has "
@@ -47,7 +46,7 @@ def evaluate_forecaster(model: nn.Module, info: CheckpointInfo, data: str, batch
     that series' own training stretch)."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    options = get_modality("timeseries").make_options(info.modality_options)
+    options = info.modality_options
     _, val, names, _, _ = forecast_splits(data, options)
     if info.class_names and names != info.class_names:
         raise UserError(f"the checkpoint forecasts {info.class_names}, {data} holds {names}")
@@ -66,11 +65,9 @@ def class_names(info: CheckpointInfo, num_classes: int) -> list[str]:
     return [str(i) for i in range(num_classes)]
 
 
-def sample_reader(info: CheckpointInfo, in_chans: int) -> Callable[[str], torch.Tensor]:
+def sample_reader(info: CheckpointInfo) -> Callable[[str], torch.Tensor]:
     """How one input file of the checkpoint's modality becomes a model input (picklable, for loader workers)."""
-    modality = get_modality(info.modality)
-    return modality.file_reader(modality.make_options(info.modality_options, in_chans=in_chans),
-                                info.preprocessing.eval_transform())
+    return get_modality(info.modality).file_reader(info.modality_options, info.preprocessing.eval_transform())
 
 
 class SampleFiles(Dataset):
@@ -110,7 +107,7 @@ def predict_images(model: nn.Module, info: CheckpointInfo, paths: list[str], top
     if topk < 1 or batch_size < 1:
         raise UserError(f"--topk ({topk}) and --batch-size ({batch_size}) must be at least 1")
     names = class_names(info, model.num_classes)
-    files = SampleFiles([str(p) for p in paths], sample_reader(info, model.in_chans),
+    files = SampleFiles([str(p) for p in paths], sample_reader(info),
                         get_modality(info.modality).sample_is_folder)
     loader = DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
     device = next(model.parameters()).device
