@@ -29,7 +29,7 @@ class TensorImageDataset(Dataset):
         self.images = images
         self.labels = labels
         self.transform = transform
-        self.bad_images: list[str] = []  # generated images are never bad; kept for a uniform dataset interface
+        self.bad_images: list[str] = []  # every split's data set lists what it skipped; nothing generated is
 
     def __len__(self) -> int:
         return len(self.labels)

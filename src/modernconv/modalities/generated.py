@@ -16,7 +16,7 @@ class GeneratedSet(torch.utils.data.Dataset):
     def __init__(self, opts: Any, indices: np.ndarray, train: bool = False) -> None:
         self.opts, self.indices, self.train = opts, indices, train
         self.labels = [int(i) % self.classes for i in indices]
-        self.bad_images: list[str] = []  # nothing generated is unreadable; kept for the data sets' interface
+        self.bad_images: list[str] = []  # every split's data set lists what it skipped; nothing generated is
 
     def __len__(self) -> int:
         return len(self.indices)

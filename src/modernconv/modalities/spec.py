@@ -64,8 +64,8 @@ class ModalitySpec:
               skip_bad: bool = False, classes_from: str = "train/", transform: Callable | None = None
               ) -> tuple[Dataset, list[str], Any]:
         """One split ("train" or a held-out one) of ``source`` (a built-in set's name or a folder): the data set
-        (raw samples and labels), its class names, and the options as the data completes them. ``transform`` is
-        for modalities that take transforms (images)."""
+        (raw samples and labels; its ``bad_images`` lists the files skipped as unreadable), its class names, and
+        the options as the data completes them. ``transform`` is for modalities that take transforms (images)."""
         if source in self.built_in:
             train, held_out, names = self.built_in[source](options)
             return (train if split == "train" else held_out), names, options

@@ -94,5 +94,5 @@ class ClassificationTask(Task):
 
 
 def skipped_files(*datasets: Any) -> list[str]:
-    """The unreadable files each data set left out (``bad_images``: empty unless skip_bad_images)."""
-    return [path for dataset in datasets for path in getattr(dataset, "bad_images", [])]
+    """The unreadable files each data set left out (every split's data set lists them in ``bad_images``)."""
+    return [path for dataset in datasets for path in dataset.bad_images]
