@@ -20,7 +20,7 @@ from modernconv.config import TrainConfig, load_config
 from modernconv.conversion import checkpoint_info
 from modernconv.engine import RunContext, Task, TaskData, Trainer
 from modernconv.engine.state import Progress
-from modernconv.tasks import TASKS, build_task
+from modernconv.tasks import TASKS, build_task, train
 
 from helpers import Interrupt, die_after_steps
 
@@ -197,3 +197,23 @@ def test_checkpoints_from_before_tasks_were_recorded_are_read(tmp_path, meta, ta
     modernconv.save_checkpoint(modernconv.create_model("convnext_atto", num_classes=3), tmp_path / "w.safetensors",
                                metadata=meta)
     assert checkpoint_info(tmp_path / "w.safetensors").task == task
+
+
+def test_a_run_saved_before_tasks_named_their_metric_resumes(tmp_path):
+    """A forecasting run folder as the previous version wrote it (best_top1 = minus the MSE, an unused extra, no
+    task key in config.yaml, no task in the checkpoints) resumes, reading its best MSE the right way round."""
+    cfg = dict(model="convnext_atto", modality="timeseries", data="aeon:Airline", batch_size=16, warmup_epochs=0,
+               modality_options={"side": 32, "length": 24, "horizon": 6}, progress=False, output=str(tmp_path / "r"))
+    first = train(load_config(None, {**cfg, "epochs": 1}))
+    state_path = tmp_path / "r" / "state.pt"
+    state = torch.load(state_path, weights_only=True)
+    progress = state["progress"]
+    state["progress"] = {"epoch": progress["epoch"], "batches_done": 0, "global_step": progress["global_step"],
+                         "best_top1": -first.best_score, "best_epoch": 1, "extra": {}}
+    torch.save(state, state_path)
+    (tmp_path / "r" / "config.yaml").write_text("\n".join(
+        line for line in (tmp_path / "r" / "config.yaml").read_text().splitlines() if not line.startswith("task:")))
+    resumed = train(load_config(None, {**cfg, "epochs": 2, "resume": True}))
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert resumed.metric == "mse" and resumed.best_score == min(r["val_mse"] for r in rows)
+    assert resumed.best_epoch == min(rows, key=lambda r: r["val_mse"])["epoch"]
