@@ -1,4 +1,6 @@
-"""Image-folder data sets: ``root/train/<class>/*`` and ``root/val/<class>/*`` (torchvision's ImageFolder layout).
+"""Class folders: the one walker and class checks every modality's folders use (``files_below``, ``class_folders``,
+``checked_classes``), and the image-folder data sets: ``root/train/<class>/*`` and ``root/val/<class>/*``
+(torchvision's ImageFolder layout; ``root`` itself may be a held-out split of class folders, ImageNet's val).
 
 The layout is checked up front so every mistake gives one line naming what is wrong. With
 ``skip_bad_images`` every image is decoded once when the data set is built and unreadable files are dropped
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..errors import DataError
 from .images import read_image
@@ -41,24 +43,8 @@ class ImageFolderSplit(ImageFolder):
     @staticmethod
     def make_dataset(directory: str, class_to_idx: dict[str, int], extensions: tuple[str, ...] | None = None,
                      is_valid_file: Callable | None = None, allow_empty: bool = False) -> list[tuple[str, int]]:
-        """(path, class index) of every image below each class folder, in torchvision's order. Symlinked folders
-        are followed, but never one that leads back to a folder above (a loop such as ``a/loop -> ..``) nor a
-        real folder twice: a link loop neither hangs nor repeats or mislabels images."""
-        samples = []
-        for name, index in sorted(class_to_idx.items(), key=lambda item: item[1]):
-            root = os.path.realpath(os.path.join(directory, name))
-            seen, found = {root}, []
-            for folder, subfolders, files in os.walk(os.path.join(directory, name), followlinks=True):
-                keep = []
-                for sub in subfolders:
-                    real = os.path.realpath(os.path.join(folder, sub))
-                    if real not in seen and not root.startswith(real + os.sep):
-                        seen.add(real)
-                        keep.append(sub)
-                subfolders[:] = keep
-                found.append((folder, [f for f in files if f.lower().endswith(IMG_EXTENSIONS)]))
-            samples += [(os.path.join(folder, f), index) for folder, files in sorted(found) for f in sorted(files)]
-        return samples
+        """(path, class index) of every image below each class folder (``labelled_files``)."""
+        return labelled_files(Path(directory), list(class_to_idx), IMG_EXTENSIONS)
 
     def _drop_unreadable(self) -> None:
         """Decode every image (in threads; PIL releases the GIL) and keep only the readable ones."""
@@ -77,18 +63,56 @@ class ImageFolderSplit(ImageFolder):
         return True
 
 
-def _class_folders(split_dir: Path) -> list[str]:
-    try:
-        return find_classes(str(split_dir))[0]
-    except FileNotFoundError:
-        raise DataError(f"{split_dir} has no class folders; {LAYOUT_HINT}") from None
+def class_folders(folder: Path) -> list[str]:
+    """The class folders of ``folder``, sorted: its sub-folders except those named ``_*`` or ``.*`` (Speech
+    Commands' ``_background_noise_``, hidden folders such as ``.ipynb_checkpoints``)."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
 
 
-def _class_folders_or_none(folder: Path) -> list[str]:
-    try:
-        return find_classes(str(folder))[0]
-    except FileNotFoundError:
-        return []
+def files_below(folder: Path, extensions: tuple[str, ...], sample_folders: bool = False) -> list[str]:
+    """Every file with one of ``extensions`` below ``folder``, sorted by folder, then name. Symlinked folders are
+    followed, but never one that leads back to a folder above (a loop such as ``a/loop -> ..``) nor a real folder
+    twice: a link loop neither hangs nor repeats files. With ``sample_folders`` a sub-folder holding images is
+    itself one sample (a video's frames) and is not entered."""
+    root = os.path.realpath(folder)
+    seen, found = {root}, []
+    for here, subfolders, files in os.walk(folder, followlinks=True):
+        if sample_folders and Path(here) != folder and any(f.lower().endswith(IMG_EXTENSIONS) for f in files):
+            found.append((os.path.dirname(here), [os.path.basename(here)]))
+            subfolders[:] = []
+            continue
+        keep = []
+        for sub in sorted(subfolders):
+            real = os.path.realpath(os.path.join(here, sub))
+            if real not in seen and not root.startswith(real + os.sep):
+                seen.add(real)
+                keep.append(sub)
+        subfolders[:] = keep
+        found.append((here, [f for f in files if f.lower().endswith(extensions)]))
+    return [os.path.join(here, f) for here, names in sorted(found) for f in sorted(names)]
+
+
+def labelled_files(split_dir: Path, classes: list[str], extensions: tuple[str, ...], sample_folders: bool = False
+                   ) -> list[tuple[str, int]]:
+    """(path, class index) of every sample below each class folder of ``split_dir``, class by class."""
+    return [(path, index) for index, name in enumerate(classes)
+            for path in files_below(split_dir / name, extensions, sample_folders)]
+
+
+def checked_classes(found: list[str], class_names: list[str] | None, where: Path, classes_from: str) -> list[str]:
+    """``class_names`` when given (``where`` may lack some of them but add none; they come from
+    ``classes_from``), else the ``found`` class folders."""
+    classes = list(class_names) if class_names is not None else found
+    extra = sorted(set(found) - set(classes))
+    if extra:
+        raise DataError(f"{where} has classes that {classes_from} lacks: {', '.join(extra)}")
+    return classes
+
+
+def empty_classes(samples: list[tuple[str, int]], classes: list[str]) -> list[str]:
+    """The classes without a sample (a training split needs one in each)."""
+    present = {label for _, label in samples}
+    return [c for i, c in enumerate(classes) if i not in present]
 
 
 def _check_root(root: Path) -> None:
@@ -108,19 +132,17 @@ def folder_split(root: Path, split: str, in_chans: int, transform: Callable, cla
     _check_root(root)
     split_dir = root / split
     if not split_dir.is_dir():
-        if split == "train" or (root / "train").is_dir() or not _class_folders_or_none(root):
+        if split == "train" or (root / "train").is_dir() or not class_folders(root):
             raise DataError(f"{root} has no {split}/ folder; {LAYOUT_HINT}")
         split_dir = root
-    found = _class_folders(split_dir)
-    classes = list(class_names) if class_names is not None else found
-    extra = sorted(set(found) - set(classes))
-    if extra:
-        raise DataError(f"{split_dir} has classes that {classes_from} lacks: {', '.join(extra)}")
+    found = class_folders(split_dir)
+    if not found:
+        raise DataError(f"{split_dir} has no class folders; {LAYOUT_HINT}")
+    classes = checked_classes(found, class_names, split_dir, classes_from)
     dataset = ImageFolderSplit(split_dir, {c: i for i, c in enumerate(classes)}, in_chans, transform,
                                skip_bad_images)
     if split == "train":
-        present = set(dataset.targets)
-        empty = [c for i, c in enumerate(classes) if i not in present]
+        empty = empty_classes(dataset.samples, classes)
         if empty:
             raise DataError(f"{dataset.root} has class folders with no {NO_IMAGES_HINT}: {', '.join(empty)}")
     elif not dataset.samples:

@@ -8,18 +8,18 @@ Three layouts:
   as Speech Commands writes them), training is every other file; without the lists a fixed stratified 20% is
   held out. Folders whose names start with "_" or "." (``_background_noise_``) are not classes.
 
-A sample is a file with one of the modality's suffixes, or (video) a folder of frame images."""
+A sample is a file with one of the modality's suffixes, or (video) a folder of frame images. The walk and the class
+checks are images' own (``modernconv.data.folder``): only the layouts differ."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from ..data.folder import checked_classes, class_folders, empty_classes, files_below, labelled_files
 from ..data.generated import stratified_split
 from ..errors import DataError
 
@@ -58,27 +58,6 @@ class FileSamples(Dataset):
         return self.read(path, self.options, self.train), label
 
 
-def _classes(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
-
-
-def _class_samples(folder: Path, spec: ModalitySpec) -> list[str]:
-    """Every sample below ``folder`` (sorted): files with the modality's suffixes, and frame folders (video)."""
-    found = []
-    for here, subfolders, files in os.walk(folder):
-        subfolders.sort()
-        if spec.sample_is_folder and Path(here) != folder and any(f.lower().endswith(IMG_EXTENSIONS) for f in files):
-            found.append(here)
-            subfolders[:] = []
-            continue
-        found += [os.path.join(here, f) for f in sorted(files) if f.lower().endswith(spec.extensions)]
-    return sorted(found)
-
-
-def _labelled(root: Path, classes: list[str], spec: ModalitySpec) -> list[tuple[str, int]]:
-    return [(path, i) for i, name in enumerate(classes) for path in _class_samples(root / name, spec)]
-
-
 def folder_samples(root: Path, split: str, spec: ModalitySpec, class_names: list[str] | None = None,
                    classes_from: str = "train/") -> tuple[list[tuple[str, int]], list[str]]:
     """(path, label) pairs of one split of ``root`` and the class names (``class_names`` when given)."""
@@ -90,25 +69,21 @@ def folder_samples(root: Path, split: str, spec: ModalitySpec, class_names: list
         split_dir = root / "train" if split == "train" else root / split if (root / split).is_dir() else held_out
         if split_dir is None:
             raise DataError(f"{root} has train/ but no val/ or test/ folder")
-        found = _classes(split_dir)
-        classes = list(class_names) if class_names is not None else found
-        extra = sorted(set(found) - set(classes))
-        if extra:
-            raise DataError(f"{split_dir} has classes that {classes_from} lacks: {', '.join(extra)}")
-        samples = _labelled(split_dir, classes, spec)
+        classes = checked_classes(class_folders(split_dir), class_names, split_dir, classes_from)
+        samples = labelled_files(split_dir, classes, spec.extensions, spec.sample_is_folder)
     else:
-        classes = list(class_names) if class_names is not None else _classes(root)
+        classes = list(class_names) if class_names is not None else class_folders(root)
         if classes and all((root / c / "train").is_dir() for c in classes):  # ModelNet: <class>/train, <class>/test
             inner = "train" if split == "train" else next(
                 (s for s in (split, "test", "val") if (root / classes[0] / s).is_dir()), split)
             samples = [(path, i) for i, name in enumerate(classes)
-                       for path in _class_samples(root / name / inner, spec)]
+                       for path in files_below(root / name / inner, spec.extensions, spec.sample_is_folder)]
         else:
-            samples = _flat_split(root, _labelled(root, classes, spec), split)
+            samples = _flat_split(root, labelled_files(root, classes, spec.extensions, spec.sample_is_folder), split)
     if not samples:
         raise DataError(f"{root} has no {spec.name} files (suffixes {', '.join(spec.extensions)}) for {split}")
     if split == "train":
-        empty = sorted(set(classes) - {classes[label] for _, label in samples})
+        empty = empty_classes(samples, classes)
         if empty:
             raise DataError(f"{root} has class folders with no {spec.name} files: {', '.join(empty)}")
     return samples, classes
