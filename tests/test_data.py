@@ -361,3 +361,10 @@ def test_a_symlink_loop_in_a_data_folder_is_not_followed(tmp_path):
     (tmp_path / "train" / "b" / "self").symlink_to(".")
     split = build_datasets(str(tmp_path), img_size=8)
     assert split.train.targets == [0, 0, 1]
+
+
+def test_hidden_and_underscore_folders_are_not_classes(tmp_path):
+    _layout(tmp_path, ["train/a/x.png", "train/b/x.png", "train/.ipynb_checkpoints/x.png", "train/_junk/x.png",
+                       "val/a/x.png"])
+    split = build_datasets(str(tmp_path), img_size=8)
+    assert split.class_names == ["a", "b"] and split.train.targets == [0, 1]
