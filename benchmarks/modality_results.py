@@ -27,7 +27,7 @@ from erf_compare import unireplknet_kernels
 from modernconv.config import load_config
 from modernconv.tasks import train
 from modernconv.engine.state import LAST_FILE
-from modernconv.modalities import get_modality, modality_split
+from modernconv.modalities import get_modality
 from modernconv.modalities.forecast import forecast_splits
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -65,9 +65,9 @@ def arrays(task: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     cfg = load_config(CONFIGS / recipe, overrides)
     spec = get_modality(cfg.modality)
     opts = spec.make_options(cfg.modality_options)
-    data, _, _ = modality_split(cfg.modality, cfg.data, "train", opts)
+    data, _, _ = get_modality(cfg.modality).split(cfg.data, "train", opts)
     if split != "train":
-        data, _, _ = modality_split(cfg.modality, cfg.data, "val", opts)
+        data, _, _ = get_modality(cfg.modality).split(cfg.data, "val", opts)
     xs, ys = zip(*(data[i] for i in range(len(data))))
     return torch.stack(xs).numpy(), np.array(ys)
 
@@ -117,8 +117,8 @@ def small_cnn_on_log_mels(seed: int, epochs: int) -> float:
     net = torch.nn.Sequential(adapter, *layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                               torch.nn.Linear(prev, 10))
     opts = get_modality("audio").make_options(cfg.modality_options)
-    train_set, _, _ = modality_split("audio", cfg.data, "train", opts)
-    val_set, _, _ = modality_split("audio", cfg.data, "val", opts)
+    train_set, _, _ = get_modality("audio").split(cfg.data, "train", opts)
+    val_set, _, _ = get_modality("audio").split(cfg.data, "val", opts)
     loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(seed))
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
