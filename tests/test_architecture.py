@@ -18,7 +18,7 @@ LAYERS = (
     ("runtime", "plots"),
     ("layers", "checkpoint", "reparam", "optim", "data"),
     ("models",),
-    ("modalities",),
+    ("modalities", "dense"),
     ("conversion", "config"),
     ("engine", "analysis", "deploy"),
     ("pretrain",),

@@ -3,7 +3,9 @@
 The returned module gives the list of selected stage maps (N,C,H,W) and describes them with a ``feature_info``
 that has timm's ``channels()``, ``reduction()`` and ``module_name()``, which FPNs and the detection and
 segmentation frameworks read. The stages after the last selected one, the head and its norm are dropped, so
-every parameter takes part in the forward (as DistributedDataParallel requires).
+every parameter takes part in the forward (as DistributedDataParallel requires). ``out_norms=True`` adds the
+channels-first LayerNorm per output (``norm0`` .. ``norm3``, eps 1e-6) that the authors' detection and
+segmentation backbones of ConvNeXt, ConvNeXt V2 and UniRepLKNet put on every map they hand to the decoder.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..layers import LayerNorm2d
 from .base import ModelWrapper, ModernConvNet, _take_indices
 
 
@@ -51,16 +54,23 @@ class FeatureInfo:
 class FeatureBackbone(ModelWrapper):
     """A model cut to its feature stages: ``forward(x)`` returns the maps of ``out_indices``."""
 
-    def __init__(self, model: ModernConvNet, out_indices: int | Sequence[int] | None = None) -> None:
+    def __init__(self, model: ModernConvNet, out_indices: int | Sequence[int] | None = None,
+                 out_norms: bool = False) -> None:
         super().__init__()
         info = list(model.feature_info)
         self.out_indices = tuple(_take_indices(len(info), out_indices))
         model.prune_intermediate_layers(self.out_indices, prune_norm=True, prune_head=True)
         self.model = model
         self.feature_info = FeatureInfo(info, self.out_indices)
+        self.out_norms = out_norms
+        for i in self.out_indices if out_norms else ():
+            self.add_module(f"norm{i}", LayerNorm2d(info[i]["num_chs"]))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.model.forward_intermediates(x, self.out_indices, intermediates_only=True)
+        maps = self.model.forward_intermediates(x, self.out_indices, intermediates_only=True)
+        if not self.out_norms:
+            return maps
+        return [getattr(self, f"norm{i}")(m) for i, m in zip(self.out_indices, maps)]

@@ -82,7 +82,8 @@ _TIMM_NEUTRAL = ("scriptable", "exportable", "no_jit", "drop_block_rate", "bn_mo
 
 
 def create_model(name: str, pretrained: bool | str | os.PathLike | None = None, *, features_only: bool = False,
-                 out_indices: int | Sequence[int] | None = None, global_pool: str | None = None,
+                 out_indices: int | Sequence[int] | None = None, out_norms: bool = False,
+                 global_pool: str | None = None,
                  checkpoint_path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
                  **kwargs: Any) -> nn.Module:
     """Build registered model ``name``, with timm's ``create_model`` contract.
@@ -94,7 +95,8 @@ def create_model(name: str, pretrained: bool | str | os.PathLike | None = None, 
     ``kwargs`` override architecture options (``num_classes``, ``in_chans``, ``drop_path_rate``, ...); a value
     of None means "the default", as timm's training script passes them. ``global_pool``: "avg" (default), "max",
     "avgmax" or "" (no pooling). ``features_only=True`` returns a backbone (see ``models.features``) giving the
-    maps of ``out_indices`` (default: every stage). ``checkpoint_path`` is loaded after building, like timm's.
+    maps of ``out_indices`` (default: every stage), with ``out_norms`` a LayerNorm on each as the authors' dense
+    backbones have. ``checkpoint_path`` is loaded after building, like timm's.
     """
     name, tag = split_tag(name)
     spec = get_model_spec(name)
@@ -117,9 +119,9 @@ def create_model(name: str, pretrained: bool | str | os.PathLike | None = None, 
         if path not in (None, False):
             load_checkpoint(model, path)
     if features_only:
-        return FeatureBackbone(model, out_indices)
-    if out_indices is not None:
-        raise ConfigError("out_indices selects the maps of a backbone: pass features_only=True as well")
+        return FeatureBackbone(model, out_indices, out_norms)
+    if out_indices is not None or out_norms:
+        raise ConfigError("out_indices and out_norms shape a backbone: pass features_only=True as well")
     return model
 
 

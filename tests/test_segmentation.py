@@ -1,0 +1,111 @@
+"""Semantic segmentation: UperNet over our backbones, with Hugging Face transformers' UperNetForSemanticSegmentation
+(the authors' converted models) as the oracle, the authors' mmsegmentation checkpoint layout, and the backbones'
+per-output norms."""
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import ConvNextConfig, ConvNextV2Config, UperNetConfig, UperNetForSemanticSegmentation
+
+import modernconv
+from modernconv.dense import create_segmenter
+from modernconv.errors import CheckpointError, ConfigError
+
+from helpers import randomize_, scaled_error
+from test_checkpoint import authors_convnext_layout
+
+pytestmark = pytest.mark.isa_sensitive
+
+HF_BACKBONES = {"convnext_atto": ConvNextConfig, "convnextv2_atto": ConvNextV2Config}
+
+
+def hf_upernet(name: str, num_classes: int, channels: int, aux_channels: int) -> UperNetForSemanticSegmentation:
+    """transformers' UperNet over its ConvNext(V2) backbone with our model's sizes, random weights and statistics."""
+    arch = modernconv.create_model(name, num_classes=0)
+    backbone = HF_BACKBONES[name](depths=[len(s.blocks) for s in arch.stages],
+                                  hidden_sizes=[f["num_chs"] for f in arch.feature_info],
+                                  out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = UperNetConfig(backbone_config=backbone, num_labels=num_classes, hidden_size=channels,
+                           auxiliary_in_channels=arch.feature_info[2]["num_chs"], auxiliary_channels=aux_channels)
+    model = UperNetForSemanticSegmentation(config)
+    randomize_(model)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", list(HF_BACKBONES))
+def test_transformers_upernet_weights_give_its_logits(name, tmp_path):
+    hf = hf_upernet(name, num_classes=7, channels=64, aux_channels=32)
+    save_file({k: v.contiguous() for k, v in hf.state_dict().items()}, tmp_path / "hf.safetensors")
+    ours = create_segmenter(name, 7, channels=64, aux_channels=32)
+    modernconv.load_checkpoint(ours, tmp_path / "hf.safetensors")
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        expected = hf(pixel_values=x).logits
+        got = ours.eval()(x)
+    assert got.shape == (2, 7, 96, 128) and 0.1 < expected.abs().mean() < 10
+    assert scaled_error(got, expected) <= 1e-4
+    hf.train()
+    ours.train()
+    torch.manual_seed(0)
+    with torch.no_grad():  # training mode: batch statistics, the auxiliary head (HF has no dropout: compare off)
+        ours.decode_head.dropout.p = ours.auxiliary_head.dropout.p = 0.0
+        hf_out = hf(pixel_values=x, labels=torch.randint(0, 7, (2, 96, 128)))
+        logits, aux = ours(x)
+    assert scaled_error(logits, hf_out.logits) <= 1e-4 and aux.shape == logits.shape
+
+
+def test_the_authors_mmsegmentation_layout_loads(tmp_path):
+    ours = create_segmenter("convnext_atto", 5, channels=32, aux_channels=16)
+    randomize_(ours)
+    state = ours.state_dict()
+    network = {k[len("backbone.model."):]: v for k, v in state.items() if k.startswith("backbone.model.")}
+    authors = {f"backbone.{k}": v for k, v in authors_convnext_layout(network).items()}
+    authors.update({k: v for k, v in state.items() if not k.startswith("backbone.model.")})
+    torch.save({"meta": {"CLASSES": list("abcde")}, "state_dict": authors}, tmp_path / "iter_160000.pth")
+    again = create_segmenter("convnext_atto", 5, channels=32, aux_channels=16)
+    report = modernconv.load_checkpoint(again, tmp_path / "iter_160000.pth")
+    assert "mmsegmentation" in report.source_format and "convnext-official" in report.source_format
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in state.items())
+
+
+def test_a_segmenter_of_other_classes_is_refused_in_one_line(tmp_path):
+    modernconv.save_checkpoint(create_segmenter("convnext_atto", 5, channels=32), tmp_path / "s.safetensors")
+    with pytest.raises(CheckpointError, match="does not fit this segmenter .*decode_head.conv_seg.weight"):
+        modernconv.load_checkpoint(create_segmenter("convnext_atto", 6, channels=32), tmp_path / "s.safetensors")
+    classifier = tmp_path / "c.safetensors"
+    modernconv.save_checkpoint(modernconv.create_model("convnext_atto"), classifier)
+    with pytest.raises(CheckpointError, match="not a segmentation checkpoint"):
+        modernconv.load_checkpoint(create_segmenter("convnext_atto", 6, channels=32), classifier)
+
+
+@pytest.mark.parametrize("name, norms", [("convnext_atto", True), ("convnextv2_atto", True), ("unireplknet_a", True),
+                                         ("resnet50_to_convnext_t", False)])
+def test_every_hierarchical_family_segments_with_the_authors_output_norms(name, norms):
+    kwargs = {"step": "resnet50", "depths": (1, 1, 1, 1)} if name.startswith("resnet50") else {}
+    model = create_segmenter(name, 4, channels=32, aux_channels=16, **kwargs)
+    assert model.backbone.out_norms == norms  # LayerNorm on each map for LN networks, none for the BN ResNet
+    x = torch.randn(2, 3, 64, 96)
+    logits, aux = model.train()(x)
+    (logits.mean() + aux.mean()).backward()
+    assert logits.shape == aux.shape == (2, 4, 64, 96)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    assert model.eval()(x).shape == (2, 4, 64, 96)
+
+
+def test_backbone_out_norms_are_channels_first_layer_norms():
+    plain = modernconv.create_model("convnextv2_atto", features_only=True)
+    normed = modernconv.create_model("convnextv2_atto", features_only=True, out_norms=True)
+    normed.model.load_state_dict(plain.model.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    for i, (a, b) in enumerate(zip(plain(x), normed(x))):
+        expected = torch.nn.functional.layer_norm(a.permute(0, 2, 3, 1), a.shape[1:2], eps=1e-6).permute(0, 3, 1, 2)
+        assert torch.allclose(b, expected, atol=1e-5) and f"norm{i}.weight" in normed.state_dict()
+    with pytest.raises(ConfigError, match="pass features_only=True"):
+        modernconv.create_model("convnext_atto", out_norms=True)
+
+
+@pytest.mark.parametrize("name", ["convmixer_256_8", "convnext_isotropic_small"])
+def test_single_resolution_models_are_refused_for_upernet(name):
+    with pytest.raises(ConfigError, match="keeps one resolution .* UperNet needs a pyramid"):
+        create_segmenter(name, 4)
