@@ -11,7 +11,8 @@ from modernconv.cli import build_parser
 from modernconv.config import TrainConfig, check_key, load_config, overrides_from
 from modernconv.engine.ema import build_ema
 from modernconv.errors import ConfigError
-from modernconv.optim import build_optimizer, build_scheduler, layer_ids, one_cycle_factor, param_groups, warmup_cosine_factor
+from modernconv.optim import (build_optimizer, build_scheduler, layer_ids, one_cycle_factor, param_groups,
+                              warmup_cosine_factor, warmup_poly_factor)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -161,9 +162,9 @@ def test_every_recipe_is_valid(recipe):
 
 def test_schedule_and_precision_names_are_checked_everywhere():
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    with pytest.raises(ConfigError, match="sched must be one of cosine, onecycle, step, got 'linear'"):
+    with pytest.raises(ConfigError, match="sched must be one of cosine, onecycle, step, poly, got 'linear'"):
         build_scheduler(optimizer, 10, 1, 1.0, 0.0, "linear")
-    with pytest.raises(ConfigError, match="sched must be one of cosine, onecycle, step, got 'linear'"):
+    with pytest.raises(ConfigError, match="sched must be one of cosine, onecycle, step, poly, got 'linear'"):
         load_config(None, {"sched": "linear"})
     with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, fp16, got 'fp8'"):
         load_config(None, {"precision": "fp8"})
@@ -203,5 +204,12 @@ def test_help_lists_every_option_with_type_and_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for field in dataclasses.fields(TrainConfig):
         assert f"--{field.name.replace('_', '-')}" in text
-    assert ("learning-rate schedule, stepped per optimizer step (step: x0.1 after each third, ResNet's) "
-            "(one of: cosine, onecycle, step) [default: cosine]") in text
+    assert ("learning-rate schedule, stepped per optimizer step (step: x0.1 after each third, ResNet's; poly: the "
+            "dense tasks' linear decay) (one of: cosine, onecycle, step, poly) [default: cosine]") in text
+
+
+def test_poly_schedule_is_mmcvs_with_linear_warm_up():
+    """The authors' UperNet schedule: poly (power 1) over 160k iterations, linear warm-up over 1500 from 1e-6."""
+    f = [warmup_poly_factor(s, 160_000, 1500, 0.0) for s in (0, 750, 1500, 80_000, 160_000)]
+    assert f[0] == pytest.approx(1e-6) and f[1] == pytest.approx((1 - 750 / 160_000) * (0.5 + 0.5 * 1e-6))
+    assert f[2] == pytest.approx(1 - 1500 / 160_000) and f[3] == pytest.approx(0.5) and f[4] == 0.0

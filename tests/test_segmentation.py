@@ -109,3 +109,37 @@ def test_backbone_out_norms_are_channels_first_layer_norms():
 def test_single_resolution_models_are_refused_for_upernet(name):
     with pytest.raises(ConfigError, match="keeps one resolution .* UperNet needs a pyramid"):
         create_segmenter(name, 4)
+
+
+def authors_layer_id(name: str, decay_type: str, num_layers: int) -> int:
+    """The authors' rule (mmsegmentation's LearningRateDecayOptimizerConstructor for ConvNeXt), on their names."""
+    parts = name.split(".")
+    if decay_type == "stage_wise":
+        if name.startswith("backbone.downsample_layers"):
+            return 0
+        return int(parts[2]) + 1 if name.startswith("backbone.stages") else num_layers + 2 - 1
+    if name.startswith("backbone.downsample_layers"):
+        return {0: 0, 1: 2, 2: 3, 3: num_layers}[int(parts[2])]
+    if name.startswith("backbone.stages"):
+        stage, block = int(parts[2]), int(parts[3])
+        return {0: 1, 1: 2, 2: 3 + block // 3, 3: num_layers}[stage]
+    return num_layers + 1
+
+
+@pytest.mark.parametrize("name, num_layers", [("convnext_tiny", 6), ("convnext_base", 12), ("convnextv2_tiny", 6)])
+@pytest.mark.parametrize("decay_type", ["stage_wise", "layer_wise"])
+def test_dense_layer_decay_equals_the_authors_rule_for_every_parameter(name, num_layers, decay_type):
+    from modernconv.optim import default_num_layers, dense_lr_scales
+
+    with torch.device("meta"):
+        model = create_segmenter(name, 150)
+    assert default_num_layers(len(model.backbone.model.stages[2].blocks)) == num_layers
+    names = [n for n, _ in model.named_parameters()]
+    ours = dense_lr_scales(names, 0.9, decay_type, num_layers)
+    network = {n[len("backbone.model."):]: torch.empty(0) for n in names if n.startswith("backbone.model.")}
+    theirs_names = dict(zip([n for n in names if n.startswith("backbone.model.")],
+                            (f"backbone.{k}" for k in authors_convnext_layout(network))))
+    for n in names:
+        expected = 0.9 ** (num_layers + 2 - authors_layer_id(theirs_names.get(n, n), decay_type, num_layers) - 1)
+        assert ours[n] == pytest.approx(expected), n
+    assert ours["decode_head.conv_seg.weight"] == 1.0 and ours["backbone.norm0.weight"] == 1.0

@@ -89,7 +89,7 @@ class RunConfig:
     min_lr: float = option(1e-6, "learning rate at the end of the cosine schedule", check=">=0")
     warmup_epochs: float = option(1.0, "linear warm-up epochs (onecycle: epochs to the peak)", check=">=0")
     sched: str = option("cosine", "learning-rate schedule, stepped per optimizer step (step: x0.1 after each "
-                                  "third, ResNet's)", choices=SCHEDULES)
+                                  "third, ResNet's; poly: the dense tasks' linear decay)", choices=SCHEDULES)
     opt: str = option("adamw", "optimizer: AdamW (the papers') or SGD with momentum (ResNet's)", choices=OPTIMIZERS)
     momentum: float = option(0.9, "SGD momentum", check="[0,1)")
     weight_decay: float = option(0.05, "weight decay (none on biases, norms, layer scale, GRN)", check=">=0")

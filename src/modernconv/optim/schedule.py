@@ -1,5 +1,6 @@
 """Learning-rate schedules stepped once per optimizer step: linear warm-up then cosine decay (ConvNeXt,
-UniRepLKNet), ConvMixer's one-cycle (linear up to the peak, linear down to zero), or ResNet's step decay."""
+UniRepLKNet), ConvMixer's one-cycle (linear up to the peak, linear down to zero), ResNet's step decay, or the
+dense tasks' poly decay (mmsegmentation's, as the authors' UperNet configs use it)."""
 from __future__ import annotations
 
 import math
@@ -36,6 +37,23 @@ def step_decay_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     return 0.1 ** min(2, int(3 * progress))
 
 
+def warmup_poly_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float, power: float = 1.0,
+                       warmup_ratio: float = 1e-6) -> float:
+    """mmcv's ``poly`` policy with ``linear`` warm-up, as the authors' segmentation configs set it (power 1.0,
+    warm-up ratio 1e-6, 1500 iterations): the poly curve ``(1 - step / total) ** power`` from 1 down to
+    ``min_ratio`` over the whole run, scaled during the warm-up by a factor rising linearly from
+    ``warmup_ratio`` to 1."""
+    regular = (1 - min_ratio) * (1 - min(step, total_steps) / max(1, total_steps)) ** power + min_ratio
+    if step < warmup_steps:
+        return regular * (1 - (1 - step / warmup_steps) * (1 - warmup_ratio))
+    return regular
+
+
+def _warmup_poly(total_steps: int, warmup_steps: int, lr: float, min_lr: float) -> Callable[[int], float]:
+    min_ratio = min_lr / lr if lr > 0 else 0.0
+    return lambda step: warmup_poly_factor(step, total_steps, warmup_steps, min_ratio)
+
+
 def _step_decay(total_steps: int, warmup_steps: int, lr: float, min_lr: float) -> Callable[[int], float]:
     return lambda step: step_decay_factor(step, total_steps, warmup_steps)
 
@@ -51,13 +69,14 @@ def _warmup_cosine(total_steps: int, warmup_steps: int, lr: float, min_lr: float
 
 # schedule name -> (total steps, warm-up steps, lr, min lr) -> lr multiplier per step
 SCHEDULES: dict[str, Callable[[int, int, float, float], Callable[[int], float]]] = {
-    "cosine": _warmup_cosine, "onecycle": _one_cycle, "step": _step_decay}
+    "cosine": _warmup_cosine, "onecycle": _one_cycle, "step": _step_decay, "poly": _warmup_poly}
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, lr: float,
                     min_lr: float, kind: str = "cosine") -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR (its state saves and resumes with the run): ``warmup_cosine_factor``, for "onecycle"
-    ``one_cycle_factor`` peaking after the warm-up steps, or for "step" ``step_decay_factor``. An unknown
+    ``one_cycle_factor`` peaking after the warm-up steps, for "step" ``step_decay_factor``, for "poly"
+    ``warmup_poly_factor``. An unknown
     ``kind`` is a ConfigError."""
     if kind not in SCHEDULES:
         raise ConfigError(f"sched must be one of {', '.join(SCHEDULES)}, got {kind!r}")
