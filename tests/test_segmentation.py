@@ -143,3 +143,32 @@ def test_dense_layer_decay_equals_the_authors_rule_for_every_parameter(name, num
         expected = 0.9 ** (num_layers + 2 - authors_layer_id(theirs_names.get(n, n), decay_type, num_layers) - 1)
         assert ours[n] == pytest.approx(expected), n
     assert ours["decode_head.conv_seg.weight"] == 1.0 and ours["backbone.norm0.weight"] == 1.0
+
+
+def test_miou_is_dataset_level_from_one_confusion_matrix_with_ignored_pixels():
+    from modernconv.dense.metrics import SegmentationResult, confusion_matrix
+
+    g = torch.Generator().manual_seed(0)
+    big, small = (torch.randint(0, 4, (1, 40, 50), generator=g) for _ in range(2))
+    big_pred, small_pred = big.clone(), torch.randint(0, 4, (1, 40, 50), generator=g)[:, :6, :7]
+    small = small[:, :6, :7].clone()
+    big_pred[:, :10] = 2  # some errors on the big image
+    big[:, -3:] = 255  # ignored rows
+    small[0, 0, 0] = 9  # a label outside the classes is left out too
+    confusion = confusion_matrix(big_pred, big, 5) + confusion_matrix(small_pred, small, 5)
+    result = SegmentationResult.from_confusion(confusion, count=2)
+    target = torch.cat([big.flatten(), small.flatten()])
+    pred = torch.cat([big_pred.flatten(), small_pred.flatten()])
+    keep = target < 5
+    target, pred = target[keep], pred[keep]
+    for c in range(4):  # by definition, over every labelled pixel of the data set
+        inter = ((pred == c) & (target == c)).sum().item()
+        union = ((pred == c) | (target == c)).sum().item()
+        assert result.per_class_iou[c] == pytest.approx(100 * inter / union)
+        assert result.per_class_acc[c] == pytest.approx(100 * inter / (target == c).sum().item())
+    assert result.per_class_iou[4] is None and result.per_class_acc[4] is None  # class 4 never occurs
+    assert result.miou == pytest.approx(sum(result.per_class_iou[:4]) / 4)
+    assert result.aacc == pytest.approx(100 * (pred == target).float().mean().item())
+    per_image = [SegmentationResult.from_confusion(confusion_matrix(p, t, 5), 1).miou
+                 for p, t in ((big_pred, big), (small_pred, small))]
+    assert result.miou != pytest.approx(sum(per_image) / 2)  # not a mean of per-image scores
