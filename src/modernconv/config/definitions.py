@@ -18,12 +18,21 @@ import yaml
 
 from ..errors import ConfigError
 from ..files import atomic_write_text
-from ..optim import OPTIMIZERS, SCHEDULES
+from ..optim import DECAY_TYPES, OPTIMIZERS, SCHEDULES
 from ..runtime import PRECISIONS
 
 FCMAE_MODES = ("sparse", "masked")  # the fast path and the dense reference (same results)
 MODALITY_NAMES = ("image", "audio", "video", "pointcloud", "timeseries")  # modernconv.modalities has the others
-SUPERVISED_TASKS = ("classification", "forecasting")  # modernconv.tasks has them (and FCMAE, PretrainConfig's)
+SUPERVISED_TASKS = ("classification", "forecasting", "segmentation")  # modernconv.tasks (and FCMAE, PretrainConfig's)
+# what classification alone reads (refused in a segmentation run unless left at the default)
+CLASSIFICATION_ONLY = ("randaugment_magnitude", "auto_augment", "random_erasing", "mixup", "cutmix", "crop_pct",
+                       "head_init_scale")
+# a task's recipe defaults, beneath the recipe file and the command line: `train --task segmentation` alone runs
+# the small CPU recipe on the built-in scenes (configs/segmentation_scenes.yaml spells the same values out)
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "segmentation": dict(data="scenes", img_size=64, epochs=10, batch_size=8, lr=1e-3, weight_decay=0.05,
+                         sched="poly", warmup_epochs=0.5, min_lr=0.0, hflip=0.5, label_smoothing=0.0,
+                         layer_decay=0.9)}
 IMAGE_ONLY = ("hflip", "randaugment_magnitude", "auto_augment", "color_jitter", "random_erasing", "mixup", "cutmix",
               "layer_decay")  # options that act on images (or, for layer decay, on the image network's layers)
 MAX_WORKERS = 256
@@ -184,7 +193,26 @@ class FCMAEOptions:
 
 
 @dataclass
-class TrainConfig(ClassificationOptions, RunConfig):
+class SegmentationOptions:
+    """What a segmentation run adds: UperNet's widths, the auxiliary loss, the dense lr decay and the training
+    pipeline's random resize and crop (img_size is the crop's side)."""
+
+    decode_channels: int = option(512, "UperNet decode-head width (the papers: 512)", check=">=1")
+    aux_channels: int = option(256, "auxiliary FCN head width (the papers: 256; 0 = no auxiliary head)", check=">=0")
+    aux_weight: float = option(0.4, "auxiliary loss weight", check=">=0")
+    decay_type: str = option("stage_wise", "the authors' dense lr decay, with layer_decay as its rate",
+                             choices=DECAY_TYPES)
+    num_layers: int | None = option(None, "their num_layers (none = 3 + ceil(depth of stage 2 / 3): 6 for T, 12 "
+                                          "for the deeper ones)", check=">=1")
+    base_size: tuple[int, int] | None = option(None, "resize images to fit long x short before the random ratio "
+                                                     "(ADE20K: 2048 512; none = their own size)", check=">=1")
+    ratio_range: tuple[float, float] = option((0.5, 2.0), "random resize ratio: min max", check=">0")
+    cat_max_ratio: float = option(0.75, "crop again (up to 10 times) while one class covers more than this",
+                                  check="(0,1]")
+
+
+@dataclass
+class TrainConfig(SegmentationOptions, ClassificationOptions, RunConfig):
     """A classification run. The defaults are the small CPU recipe for the built-in digits set
     (configs/digits_convnext.yaml); the papers' recipes in configs/ set every value they depend on."""
 
@@ -213,6 +241,13 @@ class TrainConfig(ClassificationOptions, RunConfig):
         if changed and not modality.takes_transforms:
             raise ConfigError(f"{', '.join(changed)} act on images; a {self.modality} run augments in its "
                               "adapter (see modality_options)")
+        if self.task == "segmentation":
+            changed = [k for k in CLASSIFICATION_ONLY if getattr(self, k) != getattr(defaults, k)]
+            if changed or not modality.takes_transforms:
+                raise ConfigError(f"{', '.join(changed) or 'modality ' + self.modality} does not apply to "
+                                  "segmentation (images with masks; augmentation: hflip, ratio_range, base_size)")
+            if self.ratio_range[0] > self.ratio_range[1]:
+                raise ConfigError(f"ratio_range must be min max with min <= max, got {list(self.ratio_range)}")
         if self.auto_augment is not None:
             if self.randaugment_magnitude is not None:
                 raise ConfigError("give auto_augment (timm's policy) or randaugment_magnitude, not both")

@@ -1,5 +1,5 @@
 """Evaluation: top-1 / top-5 accuracy, loss, per-class accuracy and the confusion matrix of a classifier; MSE and
-MAE of a forecaster."""
+MAE of a forecaster; mIoU of a segmenter (``dense.metrics``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..dense.metrics import SegmentationResult, confusion_matrix
+from ..dense.upernet import resize
 from ..runtime import autocast, eval_mode, to_device
 from .distributed import DistInfo, all_reduce_sum
 
@@ -103,3 +105,30 @@ def evaluate_forecast(model: nn.Module, loader: DataLoader, horizon: int, device
     totals = all_reduce_sum(totals, dist)
     values = max(totals[2].item(), 1)
     return ForecastResult(totals[0].item() / values, totals[1].item() / values, int(values // max(horizon, 1)))
+
+
+def pairs_as_lists(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """A collate_fn for (image, mask) pairs of different sizes: two lists, nothing stacked."""
+    images, masks = zip(*items)
+    return list(images), list(masks)
+
+
+@torch.no_grad()
+def evaluate_segmentation(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
+                          precision: str = "fp32", dist: DistInfo = DistInfo()) -> SegmentationResult:
+    """Whole-image inference over ``loader`` (``pairs_as_lists`` batches): each image's logits resized to its
+    mask's size, one confusion matrix for the data set (summed over the processes of a distributed run)."""
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+    count = torch.zeros((), dtype=torch.long, device=device)
+    with eval_mode(model):
+        for images, masks in loader:
+            for image, mask in zip(images, masks):
+                with autocast(device, precision):
+                    logits = model(image[None].to(device))
+                mask = mask.to(device)
+                prediction = resize(logits.float(), mask.shape[-2:]).argmax(1)[0]
+                confusion += confusion_matrix(prediction, mask, num_classes)
+                count += 1
+    all_reduce_sum(confusion, dist)
+    all_reduce_sum(count, dist)
+    return SegmentationResult.from_confusion(confusion.cpu(), int(count))

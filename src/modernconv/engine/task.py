@@ -18,7 +18,7 @@ A task supplies, in the order the loop calls them:
 - ``end_epoch(ctx, model, row)``: artefacts of its own after each epoch (FCMAE's encoder and previews).
 
 Plus the small facts the loop needs: ``metadata(data)`` for the checkpoints, ``summary(row)`` for the epoch
-line, ``result_line(...)``, ``ema_decay`` and ``layer_decay``.
+line, ``result_line(...)``, ``ema_decay``, and ``layer_decay`` or ``lr_scales(model)``.
 """
 from __future__ import annotations
 
@@ -82,6 +82,11 @@ class Task:
     def model_options(self) -> dict[str, Any]:
         """The ``create_model`` options of this task's model (also used to read its preprocessing)."""
         raise NotImplementedError
+
+    def lr_scales(self, model: nn.Module) -> dict[str, float] | None:
+        """Every parameter's lr scale by the task's own rule (the dense tasks' decay), or None: ``layer_decay``
+        over the model's group_matcher, or none."""
+        return None
 
     def build_data(self, ctx: RunContext) -> TaskData:
         raise NotImplementedError

@@ -161,7 +161,8 @@ class Trainer:
         if cfg.lr_base_batch:
             self.lr = cfg.lr * cfg.batch_size * cfg.accum_steps * self.dist.world_size / cfg.lr_base_batch
         self.optimizer = build_optimizer(self.model, self.lr, cfg.weight_decay, cfg.betas, cfg.eps,
-                                         self.task.layer_decay, cfg.opt, cfg.momentum)
+                                         self.task.layer_decay, cfg.opt, cfg.momentum,
+                                         self.task.lr_scales(self.model))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         total = cfg.epochs * self.steps_per_epoch
         self.scheduler = build_scheduler(self.optimizer, total, round(cfg.warmup_epochs * self.steps_per_epoch),

@@ -1,5 +1,5 @@
-"""The tasks the training loop runs, one file each: classification (any modality), forecasting (time series) and
-FCMAE pre-training; segmentation and detection land here next.
+"""The tasks the training loop runs, one file each: classification (any modality), forecasting (time series),
+semantic segmentation (UperNet) and FCMAE pre-training; detection lands here next.
 
 A run's config names its task (``task:``; FCMAE's config is its own); ``build_task`` makes it, ``train`` runs it
 in the one loop (``modernconv.engine.Trainer``). Adding a task is writing one file with a ``Task`` subclass
@@ -12,8 +12,10 @@ from ..engine.task import Task
 from .classification import ClassificationTask
 from .fcmae import ENCODER_FILE, FCMAETask
 from .forecasting import ForecastTask
+from .segmentation import SegmentationTask
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (ClassificationTask, ForecastTask, FCMAETask)}
+TASKS: dict[str, type[Task]] = {task.name: task for task in (ClassificationTask, ForecastTask, SegmentationTask,
+                                                            FCMAETask)}
 
 
 def build_task(cfg: RunConfig) -> Task:
@@ -35,5 +37,5 @@ def train(cfg: RunConfig) -> TrainResult:
         trainer.close()
 
 
-__all__ = ["ENCODER_FILE", "TASKS", "ClassificationTask", "FCMAETask", "ForecastTask", "build_task", "train",
-           "trainer_for"]
+__all__ = ["ENCODER_FILE", "TASKS", "ClassificationTask", "FCMAETask", "ForecastTask", "SegmentationTask",
+           "build_task", "train", "trainer_for"]
