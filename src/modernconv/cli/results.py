@@ -60,12 +60,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     split of DATA (read alone; labelled with the checkpoint's classes)."""
     from ..conversion import model_from_checkpoint
     from ..engine import evaluate_checkpoint
-    from ..engine.inference import class_names, evaluate_forecaster, is_forecaster
+    from ..engine.inference import class_names, evaluate_forecaster, evaluate_segmenter, is_forecaster
     from ..plots import plot_confusion
     from ..runtime import resolve_device
 
     confusion_png = free_path(args.confusion, args.force) if args.confusion else None
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
+    if info.task == "segmentation":
+        scores = evaluate_segmenter(fast_path(model, args), info, args.data, args.batch_size, args.workers, args.split)
+        report = scores.report(info.class_names)
+        print(json.dumps(report) if args.json else f"mIoU {scores.miou:.2f}%  aAcc {scores.aacc:.2f}%  "
+              f"mAcc {scores.macc:.2f}%  ({scores.count} images)")
+        return 0
     if is_forecaster(info):
         errors = evaluate_forecaster(fast_path(model, args), info, args.data, args.batch_size, args.workers)
         print(json.dumps(dataclasses.asdict(errors)) if args.json else

@@ -13,6 +13,7 @@ from torch import nn
 from ..checkpoint import load_checkpoint, read_checkpoint, read_metadata
 from ..data.preprocessing import DataConfig
 from ..errors import CheckpointError, ConfigError
+from ..dense import create_segmenter
 from ..modalities import IMAGE, create_modality_model, get_modality
 from ..models import model_data_config
 
@@ -28,6 +29,7 @@ class CheckpointInfo:
     modality: str = IMAGE
     modality_options: Any = None  # the modality's options, typed as the run had them (images: ImageOptions)
     task: str = "classification"  # the task that trained it (modernconv.tasks.TASKS)
+    segmenter: dict = field(default_factory=dict)  # a segmenter's head widths and evaluation size
 
 
 def recorded_task(meta: dict[str, str], modality_options: dict) -> str:
@@ -59,10 +61,11 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
             raise ValueError("modality_options must be a mapping")
         modality = get_modality(meta.get("modality", IMAGE))
         options = modality.make_options(recorded, in_chans=kwargs.get("in_chans", 3))
+        segmenter = json.loads(meta.get("segmenter", "{}"))
     except (json.JSONDecodeError, ValueError, ConfigError) as e:
         raise CheckpointError(f"{path}: corrupt metadata ({e})") from None
     return CheckpointInfo(meta["model"], kwargs, [str(n) for n in names], preprocessing,
-                          modality.name, options, recorded_task(meta, recorded))
+                          modality.name, options, recorded_task(meta, recorded), segmenter)
 
 
 def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
@@ -72,7 +75,13 @@ def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = 
     info = checkpoint_info(path)
     kwargs = {k: v for k, v in info.model_kwargs.items() if k != "drop_path_rate"}
     try:
-        model = create_modality_model(info.model_name, info.modality, info.modality_options, **kwargs)
+        if info.task == "segmentation":
+            aux = info.segmenter.get("aux_channels", 256)
+            model = create_segmenter(info.model_name, len(info.class_names),
+                                     channels=info.segmenter.get("decode_channels", 512), aux_channels=max(aux, 1),
+                                     auxiliary=aux > 0, **kwargs)
+        else:
+            model = create_modality_model(info.model_name, info.modality, info.modality_options, **kwargs)
     except ConfigError as e:
         raise CheckpointError(f"{path}: its recorded model options do not build {info.model_name} ({e})") from None
     load_checkpoint(model, path, strict=True, require_head=True)

@@ -55,7 +55,7 @@ class SegmentationFiles(Dataset):
 
     def read(self, image_path: str, mask_path: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The pair as tensors, checked (one line naming the file for a bad one)."""
-        image = torch.from_numpy(np.asarray(read_image(image_path, 3))).permute(2, 0, 1)
+        image = torch.from_numpy(np.array(read_image(image_path, 3))).permute(2, 0, 1)
         mask = read_mask(mask_path)
         if mask.shape != image.shape[1:]:
             raise DataError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}, its image "

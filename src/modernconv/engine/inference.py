@@ -15,7 +15,11 @@ from ..data import build_loader
 from ..errors import DataError, UserError
 from ..modalities import get_modality
 from ..modalities.forecast import forecast_splits
-from .evaluate import EvalResult, ForecastResult, evaluate, evaluate_forecast
+from ..data.seg_transforms import SegmentationEvalTransform
+from ..data.segmentation import segmentation_split
+from ..dense.metrics import SegmentationResult
+from .evaluate import (EvalResult, ForecastResult, evaluate, evaluate_forecast, evaluate_segmentation,
+                       pairs_as_lists)
 
 
 def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str, batch_size: int = 64,
@@ -33,6 +37,22 @@ def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str, batch
     loader = build_loader(val, batch_size, train=False, seed=0, num_workers=workers)
     device = next(model.parameters()).device
     return evaluate(model, loader, len(classes), device)
+
+
+def evaluate_segmenter(model: nn.Module, info: CheckpointInfo, data: str, batch_size: int = 8, workers: int = 0,
+                       split: str = "val") -> SegmentationResult:
+    """mIoU and the rest of a segmentation checkpoint on ``split`` of ``data`` (its own classes), whole-image
+    inference at the checkpoint's evaluation size."""
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    pre = info.preprocessing
+    transform = SegmentationEvalTransform(pre.mean, pre.std, info.segmenter.get("base_size"))
+    val, classes = segmentation_split(data, split, transform)
+    if info.class_names and classes != info.class_names:
+        raise UserError(f"the checkpoint knows classes {info.class_names[:5]}..., the data set has "
+                        f"{classes[:5]}...; evaluate on data with the same classes")
+    loader = build_loader(val, batch_size, train=False, seed=0, num_workers=workers, collate_fn=pairs_as_lists)
+    return evaluate_segmentation(model, loader, len(classes), next(model.parameters()).device)
 
 
 def is_forecaster(info: CheckpointInfo) -> bool:
