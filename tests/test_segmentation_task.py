@@ -144,3 +144,21 @@ def test_a_segmentation_run_resumes_exactly(plain, tmp_path, monkeypatch):
     train(load_config(None, {**cfg, "output": str(tmp_path / "cut"), "resume": True}))
     a, b = (load_file(str(tmp_path / n / "last.safetensors")) for n in ("full", "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_predict_writes_index_masks_and_overlays(plain, tmp_path, capsys):
+    train(load_config(None, {**QUICK, "data": str(plain), "epochs": 1, "output": str(tmp_path / "run")}))
+    images = sorted((plain / "val" / "images").iterdir())
+    (tmp_path / "not_an_image.jpg").write_text("text")
+    argv = ["predict", "--checkpoint", str(tmp_path / "run" / "best.safetensors"), str(images[0]), str(images[1]),
+            str(tmp_path / "not_an_image.jpg"), "--output", str(tmp_path / "masks")]
+    assert main(argv) == 2  # one file could not be read: said, the others written
+    out, err = capsys.readouterr()
+    assert "not_an_image.jpg" in err and err.count("\n") == 1
+    mask = Image.open(tmp_path / "masks" / f"{images[0].stem}.png")
+    assert mask.mode == "P" and mask.size == Image.open(images[0]).size
+    assert set(np.unique(np.asarray(mask)).tolist()) <= set(range(len(SCENE_CLASSES)))
+    overlay = Image.open(tmp_path / "masks" / f"{images[1].stem}_overlay.png")
+    assert overlay.mode == "RGB" and overlay.size == mask.size
+    assert main(argv[:5] + ["--output", str(tmp_path / "masks")]) == 2
+    assert "--force" in capsys.readouterr().err  # nothing overwritten without it

@@ -1,5 +1,5 @@
 """What `predict` does with files: which inputs a checkpoint takes, the input paths that files, folders and glob
-patterns name, and the predictions written as CSV or JSON."""
+patterns name, and the predictions written as CSV or JSON, or (segmentation) as index PNGs and overlays."""
 from __future__ import annotations
 
 import csv
@@ -12,7 +12,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..conversion import CheckpointInfo
 from ..errors import UserError
-from ..files import atomic_write_text
+from ..files import atomic_write, atomic_write_text
 from ..modalities import get_modality
 
 
@@ -57,3 +57,38 @@ def write_predictions(predictions: list[dict], path: Path) -> None:
         for rank, top in enumerate(item.get("top", []), start=1):
             writer.writerow([item["image"], rank, top["class"], top["probability"], ""])
     atomic_write_text(path, text.getvalue())
+
+
+def class_palette() -> list[int]:
+    """Pascal VOC's colour map for 256 indices (flat RGB list): index bits spread over the colours' high bits, so
+    neighbouring classes look different; 0 is black."""
+    palette = []
+    for index in range(256):
+        rgb, value = [0, 0, 0], index
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((value >> channel) & 1) << shift
+            value >>= 3
+        palette += rgb
+    return palette
+
+
+def write_segmentation(item: dict, folder: Path, class_names: list[str]) -> dict:
+    """``item``'s mask as an index PNG (palette mode: the pixel values are the classes, the palette shows them) and
+    an overlay a person can look at (the image half-blended with the class colours), in ``folder``; returns the
+    JSON record (files, share of each class present)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = Path(item["image"]).stem
+    mask = item["mask"].numpy().astype("uint8")
+    index = Image.fromarray(mask, mode="L").convert("P")
+    index.putpalette(class_palette())
+    colours = index.convert("RGB")
+    overlay = Image.blend(Image.fromarray(item["pixels"].permute(1, 2, 0).numpy()), colours, 0.5)
+    paths = {"mask": folder / f"{stem}.png", "overlay": folder / f"{stem}_overlay.png"}
+    for key, img in (("mask", index), ("overlay", overlay)):
+        atomic_write(paths[key], lambda tmp, img=img: img.save(tmp, format="PNG"))
+    counts = item["mask"].flatten().bincount(minlength=len(class_names))
+    shares = {class_names[c]: round(float(n) / mask.size, 4) for c, n in enumerate(counts.tolist()) if n}
+    return {"image": item["image"], "mask": str(paths["mask"]), "overlay": str(paths["overlay"]), "classes": shares}

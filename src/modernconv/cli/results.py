@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 from .common import COMPILE_PAYS_FROM, add_command, add_fast_options, fast_path, free_path, model_or_checkpoint
@@ -96,18 +97,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Classify images with a checkpoint written by `modernconv train` (or any with its model named; 1000-class
     checkpoints without names get ImageNet's), or the files of its modality (audio clips, videos or frame
-    folders, meshes or point arrays). INPUT: files, folders (every such file below) and glob patterns."""
+    folders, meshes or point arrays); with a segmentation checkpoint, write each image's class mask (an index
+    PNG) and a colour overlay into the --output folder. INPUT: files, folders (every such file below) and glob
+    patterns."""
     from ..conversion import model_from_checkpoint
     from ..engine import predict_images
-    from .inputs import expand_inputs, input_kinds, write_predictions
     from ..runtime import resolve_device
+    from .inputs import expand_inputs, input_kinds, write_predictions
 
-    output = free_path(args.output, args.force) if args.output else None
-    if output and output.suffix not in (".csv", ".json"):
-        raise UserError(f"--output {output}: name a .csv or .json file")
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
     paths = expand_inputs(args.images, *input_kinds(info))
     model = fast_path(model, args, compile=len(paths) >= COMPILE_PAYS_FROM)
+    if info.task == "segmentation":
+        return _predict_masks(model, info, paths, args)
+    output = free_path(args.output, args.force) if args.output else None
+    if output and output.suffix not in (".csv", ".json"):
+        raise UserError(f"--output {output}: name a .csv or .json file")
     predictions = predict_images(model, info, paths, args.topk, args.batch_size, args.workers)
     if args.json:
         print(json.dumps(predictions))
@@ -122,6 +127,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for item in failed:
         print(f"modernconv: error: {item['image']}: {item['error']}", file=sys.stderr)
     return 2 if failed else 0
+
+
+def _predict_masks(model: Any, info: Any, paths: list[str], args: argparse.Namespace) -> int:
+    """``predict`` with a segmentation checkpoint: masks and overlays into the ``--output`` folder."""
+    from ..engine.inference import segment_images
+    from .inputs import write_segmentation
+
+    if not args.output or Path(args.output).suffix:
+        raise UserError("a segmentation checkpoint writes a mask PNG and an overlay per image: give --output DIR")
+    folder = Path(args.output)
+    taken = [f for p in paths for f in (folder / f"{Path(p).stem}.png", folder / f"{Path(p).stem}_overlay.png")
+             if f.exists()]
+    if taken and not args.force:
+        raise UserError(f"{taken[0]} exists; give --force to overwrite the masks in {folder}")
+    written = [write_segmentation(item, folder, info.class_names) if "mask" in item else item
+               for item in segment_images(model, info, paths, args.workers)]
+    if args.json:
+        print(json.dumps(written))
+    for item in written:
+        if "mask" in item:
+            shares = ", ".join(f"{name} {100 * share:.0f}%" for name, share in item["classes"].items())
+            print(f"{item['image']}: {item['mask']} and {Path(item['overlay']).name} ({shares})", flush=True)
+        else:
+            print(f"modernconv: error: {item['image']}: {item['error']}", file=sys.stderr)
+    return 2 if any("error" in item for item in written) else 0
 
 
 def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
@@ -174,6 +204,7 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     p.add_argument("--workers", type=int, default=0, help="image-decoding processes")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--output", metavar="FILE", help="also write the results to a .csv or .json file")
+    p.add_argument("--output", metavar="FILE", help="also write the results to a .csv or .json file (a "
+                                                    "segmentation checkpoint: the folder for masks and overlays)")
     p.add_argument("--force", action="store_true", help="overwrite the --output file if it exists")
     add_fast_options(p)

@@ -5,19 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.models import ResNet50_Weights
 
 from ..conversion import CheckpointInfo
-from ..data import build_loader
+from ..data import build_loader, read_image
 from ..errors import DataError, UserError
 from ..modalities import get_modality
 from ..modalities.forecast import forecast_splits
 from ..data.seg_transforms import SegmentationEvalTransform
 from ..data.segmentation import segmentation_split
 from ..dense.metrics import SegmentationResult
+from ..dense.upernet import resize
 from .evaluate import (EvalResult, ForecastResult, evaluate, evaluate_forecast, evaluate_segmentation,
                        pairs_as_lists)
 
@@ -142,4 +144,30 @@ def predict_images(model: nn.Module, info: CheckpointInfo, paths: list[str], top
         for i, values, classes in zip(indices, top.values.tolist(), top.indices.tolist()):
             out[i] = {"image": files.paths[i], "top": [{"class": names[c], "probability": round(v, 6)}
                                                        for v, c in zip(values, classes)]}
+    return out
+
+
+def read_rgb(path: str) -> torch.Tensor:
+    """An image file as uint8 3 x H x W (picklable, for loader workers)."""
+    return torch.from_numpy(np.array(read_image(path, 3))).permute(2, 0, 1)
+
+
+@torch.no_grad()
+def segment_images(model: nn.Module, info: CheckpointInfo, paths: list[str], workers: int = 0) -> list[dict]:
+    """For each image file, in order: {"image", "mask"} with the int64 class of every pixel at the image's own
+    size (the logits at the checkpoint's evaluation size, resized back), or {"image", "error"}."""
+    transform = SegmentationEvalTransform(info.preprocessing.mean, info.preprocessing.std,
+                                          info.segmenter.get("base_size"))
+    files = SampleFiles([str(p) for p in paths], read_rgb)
+    device = next(model.parameters()).device
+    out: list[dict] = [{} for _ in paths]
+    for indices, images, bad in DataLoader(files, batch_size=1, num_workers=workers, collate_fn=_collate):
+        for i, error in bad:
+            out[i] = {"image": files.paths[i], "error": error}
+        if images is None:
+            continue
+        image = images[0]
+        logits = model(transform(image, image)[0][None].to(device))
+        out[indices[0]] = {"image": files.paths[indices[0]],
+                           "mask": resize(logits.float(), image.shape[-2:]).argmax(1)[0].cpu(), "pixels": image}
     return out
