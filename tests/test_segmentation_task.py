@@ -4,6 +4,7 @@ weights, exact resume, and eval's report."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,3 +163,8 @@ def test_predict_writes_index_masks_and_overlays(plain, tmp_path, capsys):
     assert overlay.mode == "RGB" and overlay.size == mask.size
     assert main(argv[:5] + ["--output", str(tmp_path / "masks")]) == 2
     assert "--force" in capsys.readouterr().err  # nothing overwritten without it
+
+
+def test_train_task_segmentation_alone_is_the_scenes_recipe():
+    recipe = load_config(Path(__file__).resolve().parents[1] / "configs" / "segmentation_scenes.yaml")
+    assert load_config(None, {"task": "segmentation"}) == recipe and recipe.data == "scenes"

@@ -30,9 +30,9 @@ CLASSIFICATION_ONLY = ("randaugment_magnitude", "auto_augment", "random_erasing"
 # a task's recipe defaults, beneath the recipe file and the command line: `train --task segmentation` alone runs
 # the small CPU recipe on the built-in scenes (configs/segmentation_scenes.yaml spells the same values out)
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "segmentation": dict(data="scenes", img_size=64, epochs=10, batch_size=8, lr=1e-3, weight_decay=0.05,
+    "segmentation": dict(data="scenes", img_size=64, epochs=10, batch_size=8, lr=2e-3, weight_decay=0.05,
                          sched="poly", warmup_epochs=0.5, min_lr=0.0, hflip=0.5, label_smoothing=0.0,
-                         layer_decay=0.9)}
+                         decode_channels=128, aux_channels=64)}
 IMAGE_ONLY = ("hflip", "randaugment_magnitude", "auto_augment", "color_jitter", "random_erasing", "mixup", "cutmix",
               "layer_decay")  # options that act on images (or, for layer decay, on the image network's layers)
 MAX_WORKERS = 256

@@ -1,8 +1,8 @@
 """The built-in segmentation set ``scenes``: generated offline, deterministic per index. Each 96 x 96 scene has a
 textured background (class 0, "background": stripes or checks of two random colours plus noise) and three to six
-overlapping objects of five shapes (disc, square, triangle, ring, cross), each filled with its own random colour
-and texture; later objects hide earlier ones and the mask says which object each pixel shows. Colour does not
-give the class away: only shape does, so a network must look at outlines and context."""
+overlapping objects of five shapes (disc, square, triangle, ring, cross) of random size and turn, each in its own
+random colour with grain; later objects hide earlier ones and the mask says which object each pixel shows.
+Colour does not give the class away: only shape does, so a network must look at outlines and context."""
 from __future__ import annotations
 
 import numpy as np
@@ -56,7 +56,8 @@ def make_scene(seed: int, size: int = SCENE_SIZE) -> tuple[np.ndarray, np.ndarra
         r = rng.uniform(0.1, 0.24) * size
         cy, cx = rng.uniform(0.1, 0.9, 2) * size
         covered = shape_mask(kind, yy, xx, cy, cx, r, rng.uniform(0, 2 * np.pi))
-        image[covered] = texture(rng, yy, xx)[covered]
+        fill = rng.uniform(0, 1, 3) + rng.normal(0, 0.06, (size, size, 3))  # one colour with grain
+        image[covered] = np.clip(fill, 0, 1)[covered]
         mask[covered] = kind
     return (image * 255).round().astype(np.uint8), mask
 
