@@ -172,3 +172,24 @@ def test_miou_is_dataset_level_from_one_confusion_matrix_with_ignored_pixels():
     per_image = [SegmentationResult.from_confusion(confusion_matrix(p, t, 5), 1).miou
                  for p, t in ((big_pred, big), (small_pred, small))]
     assert result.miou != pytest.approx(sum(per_image) / 2)  # not a mean of per-image scores
+
+
+def test_sliding_windows_flip_and_scales_average_as_mmseg_does():
+    from modernconv.dense.inference import SegmentMode, segment, slide_logits
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 1)  # a per-pixel model: every window gives the whole image's logits there
+    x = torch.randn(1, 3, 50, 70)
+    with torch.no_grad():
+        whole = conv(x)
+        assert torch.allclose(slide_logits(conv, x, crop=32, stride=21), whole, atol=1e-6)  # overlaps averaged
+        assert torch.allclose(segment(conv, x, (50, 70), SegmentMode(crop=32, stride=21)), whole, atol=1e-6)
+        flipped = segment(conv, x, (50, 70), SegmentMode(flip=True))
+        assert torch.allclose(flipped, whole.softmax(1), atol=1e-6)  # a per-pixel model is flip-equivariant
+        scaled = segment(conv, x, (25, 35), SegmentMode(scales=(0.5, 1.0)))
+        expected = (torch.nn.functional.interpolate(conv(torch.nn.functional.interpolate(
+            x, size=(25, 35), mode="bilinear", align_corners=False)), size=(25, 35)).softmax(1) +
+            torch.nn.functional.interpolate(whole, size=(25, 35), mode="bilinear", align_corners=False).softmax(1)) / 2
+        assert torch.allclose(scaled, expected, atol=1e-5)
+    with pytest.raises(ConfigError, match="stride"):
+        slide_logits(conv, x, crop=32, stride=40)

@@ -132,6 +132,19 @@ def test_a_segmentation_run_trains_keeps_its_best_and_evaluates(plain, tmp_path,
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["miou"] == pytest.approx(result.best_score) and report["count"] == 4
     assert set(report["per_class_iou"]) == set(SCENE_CLASSES)
+    assert main(["eval", "--checkpoint", str(tmp_path / "run" / "best.safetensors"), "--data", str(plain), "--json",
+                 "--crop", "32", "--stride", "16", "--scales", "0.75", "1.0", "--flip"]) == 0
+    augmented = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0 <= augmented["miou"] <= 100 and augmented["count"] == 4
+
+
+def test_segmentation_test_modes_are_refused_for_a_classifier(tmp_path, capsys):
+    import modernconv
+
+    modernconv.save_checkpoint(modernconv.create_model("convnext_atto", num_classes=10), tmp_path / "c.safetensors")
+    assert main(["eval", "--checkpoint", str(tmp_path / "c.safetensors"), "--crop", "32", "--flip"]) == 2
+    err = capsys.readouterr().err
+    assert "--crop, --flip apply to segmentation checkpoints" in err and err.count("\n") == 1
 
 
 def test_a_segmentation_run_resumes_exactly(plain, tmp_path, monkeypatch):

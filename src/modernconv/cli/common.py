@@ -65,6 +65,28 @@ def add_command(sub: argparse._SubParsersAction, name: str, func: Callable[..., 
     return p
 
 
+def add_segment_mode_options(p: argparse.ArgumentParser) -> None:
+    """How a segmentation checkpoint is applied (mmsegmentation's test modes); refused for the other tasks."""
+    p.add_argument("--crop", type=int, help="segmentation: slide CROP x CROP windows (default: whole images)")
+    p.add_argument("--stride", type=int, help="segmentation, with --crop: window step (default: the crop)")
+    p.add_argument("--scales", type=float, nargs="+", help="segmentation: average the softmax over these image "
+                                                           "scales, e.g. 0.5 0.75 1.0 1.25 1.5 1.75")
+    p.add_argument("--flip", action="store_true", help="segmentation: average with the flipped image too")
+
+
+def segment_mode(args: argparse.Namespace, task: str) -> Any:
+    """The ``SegmentMode`` the segmentation options ask for; any of them given for another task is one line."""
+    given = [f"--{k}" for k in ("crop", "stride", "scales") if getattr(args, k) is not None] + \
+        (["--flip"] if args.flip else [])
+    if task != "segmentation":
+        if given:
+            raise UserError(f"{', '.join(given)} apply to segmentation checkpoints; this one is for {task}")
+        return None
+    from ..dense.inference import SegmentMode
+
+    return SegmentMode(args.crop, args.stride, tuple(args.scales or (1.0,)), args.flip)
+
+
 def add_fast_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fast", nargs="?", const="bf16", choices=PRECISION_NAMES,
                    help="the fast path: deploy form, channels-last, bf16 (or the given precision; fp32 where the "

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .common import COMPILE_PAYS_FROM, add_command, add_fast_options, fast_path, free_path, model_or_checkpoint
+from .common import (COMPILE_PAYS_FROM, add_command, add_fast_options, add_segment_mode_options, fast_path, free_path,
+                     model_or_checkpoint, segment_mode)
 
 
 def cmd_collapse(args: argparse.Namespace) -> int:
@@ -67,8 +68,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     confusion_png = free_path(args.confusion, args.force) if args.confusion else None
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
+    mode = segment_mode(args, info.task)
     if info.task == "segmentation":
-        scores = evaluate_segmenter(fast_path(model, args), info, args.data, args.batch_size, args.workers, args.split)
+        scores = evaluate_segmenter(fast_path(model, args), info, args.data, args.batch_size, args.workers, args.split,
+                                    mode)
         report = scores.report(info.class_names)
         print(json.dumps(report) if args.json else f"mIoU {scores.miou:.2f}%  aAcc {scores.aacc:.2f}%  "
               f"mAcc {scores.macc:.2f}%  ({scores.count} images)")
@@ -108,8 +111,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
     paths = expand_inputs(args.images, *input_kinds(info))
     model = fast_path(model, args, compile=len(paths) >= COMPILE_PAYS_FROM)
+    mode = segment_mode(args, info.task)
     if info.task == "segmentation":
-        return _predict_masks(model, info, paths, args)
+        return _predict_masks(model, info, paths, args, mode)
     output = free_path(args.output, args.force) if args.output else None
     if output and output.suffix not in (".csv", ".json"):
         raise UserError(f"--output {output}: name a .csv or .json file")
@@ -129,7 +133,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def _predict_masks(model: Any, info: Any, paths: list[str], args: argparse.Namespace) -> int:
+def _predict_masks(model: Any, info: Any, paths: list[str], args: argparse.Namespace, mode: Any) -> int:
     """``predict`` with a segmentation checkpoint: masks and overlays into the ``--output`` folder."""
     from ..engine.inference import segment_images
     from .inputs import write_segmentation
@@ -142,7 +146,7 @@ def _predict_masks(model: Any, info: Any, paths: list[str], args: argparse.Names
     if taken and not args.force:
         raise UserError(f"{taken[0]} exists; give --force to overwrite the masks in {folder}")
     written = [write_segmentation(item, folder, info.class_names) if "mask" in item else item
-               for item in segment_images(model, info, paths, args.workers)]
+               for item in segment_images(model, info, paths, args.workers, mode)]
     if args.json:
         print(json.dumps(written))
     for item in written:
@@ -192,6 +196,7 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     p.add_argument("--device")
     p.add_argument("--confusion", metavar="PNG", help="also write the confusion matrix to this PNG")
     p.add_argument("--force", action="store_true", help="overwrite the --confusion file if it exists")
+    add_segment_mode_options(p)
     add_fast_options(p)
     p.add_argument("--json", action="store_true",
                    help='print {"top1", "topK", "loss", "count", "per_class"} (percent)')
@@ -207,4 +212,5 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     p.add_argument("--output", metavar="FILE", help="also write the results to a .csv or .json file (a "
                                                     "segmentation checkpoint: the folder for masks and overlays)")
     p.add_argument("--force", action="store_true", help="overwrite the --output file if it exists")
+    add_segment_mode_options(p)
     add_fast_options(p)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..dense.metrics import SegmentationResult, confusion_matrix
-from ..dense.upernet import resize
+from ..dense.inference import SegmentMode, segment
 from ..runtime import autocast, eval_mode, to_device
 from .distributed import DistInfo, all_reduce_sum
 
@@ -115,18 +115,19 @@ def pairs_as_lists(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[list
 
 @torch.no_grad()
 def evaluate_segmentation(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
-                          precision: str = "fp32", dist: DistInfo = DistInfo()) -> SegmentationResult:
-    """Whole-image inference over ``loader`` (``pairs_as_lists`` batches): each image's logits resized to its
-    mask's size, one confusion matrix for the data set (summed over the processes of a distributed run)."""
+                          precision: str = "fp32", dist: DistInfo = DistInfo(), mode: SegmentMode = SegmentMode()
+                          ) -> SegmentationResult:
+    """Inference over ``loader`` (``pairs_as_lists`` batches) in ``mode`` (whole images by default): each image's
+    scores at its mask's size, one confusion matrix for the data set (summed over the processes of a distributed
+    run)."""
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     count = torch.zeros((), dtype=torch.long, device=device)
     with eval_mode(model):
         for images, masks in loader:
             for image, mask in zip(images, masks):
-                with autocast(device, precision):
-                    logits = model(image[None].to(device))
                 mask = mask.to(device)
-                prediction = resize(logits.float(), mask.shape[-2:]).argmax(1)[0]
+                with autocast(device, precision):
+                    prediction = segment(model, image[None].to(device), mask.shape[-2:], mode).argmax(1)[0]
                 confusion += confusion_matrix(prediction, mask, num_classes)
                 count += 1
     all_reduce_sum(confusion, dist)

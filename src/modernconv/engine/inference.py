@@ -19,7 +19,7 @@ from ..modalities.forecast import forecast_splits
 from ..data.seg_transforms import SegmentationEvalTransform
 from ..data.segmentation import segmentation_split
 from ..dense.metrics import SegmentationResult
-from ..dense.upernet import resize
+from ..dense.inference import SegmentMode, segment
 from .evaluate import (EvalResult, ForecastResult, evaluate, evaluate_forecast, evaluate_segmentation,
                        pairs_as_lists)
 
@@ -42,9 +42,9 @@ def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str, batch
 
 
 def evaluate_segmenter(model: nn.Module, info: CheckpointInfo, data: str, batch_size: int = 8, workers: int = 0,
-                       split: str = "val") -> SegmentationResult:
-    """mIoU and the rest of a segmentation checkpoint on ``split`` of ``data`` (its own classes), whole-image
-    inference at the checkpoint's evaluation size."""
+                       split: str = "val", mode: SegmentMode = SegmentMode()) -> SegmentationResult:
+    """mIoU and the rest of a segmentation checkpoint on ``split`` of ``data`` (its own classes), at the
+    checkpoint's evaluation size, applied in ``mode`` (whole images, sliding windows, scales, flip)."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     pre = info.preprocessing
@@ -54,7 +54,7 @@ def evaluate_segmenter(model: nn.Module, info: CheckpointInfo, data: str, batch_
         raise UserError(f"the checkpoint knows classes {info.class_names[:5]}..., the data set has "
                         f"{classes[:5]}...; evaluate on data with the same classes")
     loader = build_loader(val, batch_size, train=False, seed=0, num_workers=workers, collate_fn=pairs_as_lists)
-    return evaluate_segmentation(model, loader, len(classes), next(model.parameters()).device)
+    return evaluate_segmentation(model, loader, len(classes), next(model.parameters()).device, mode=mode)
 
 
 def is_forecaster(info: CheckpointInfo) -> bool:
@@ -153,7 +153,8 @@ def read_rgb(path: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def segment_images(model: nn.Module, info: CheckpointInfo, paths: list[str], workers: int = 0) -> list[dict]:
+def segment_images(model: nn.Module, info: CheckpointInfo, paths: list[str], workers: int = 0,
+                   mode: SegmentMode = SegmentMode()) -> list[dict]:
     """For each image file, in order: {"image", "mask"} with the int64 class of every pixel at the image's own
     size (the logits at the checkpoint's evaluation size, resized back), or {"image", "error"}."""
     transform = SegmentationEvalTransform(info.preprocessing.mean, info.preprocessing.std,
@@ -167,7 +168,6 @@ def segment_images(model: nn.Module, info: CheckpointInfo, paths: list[str], wor
         if images is None:
             continue
         image = images[0]
-        logits = model(transform(image, image)[0][None].to(device))
-        out[indices[0]] = {"image": files.paths[indices[0]],
-                           "mask": resize(logits.float(), image.shape[-2:]).argmax(1)[0].cpu(), "pixels": image}
+        scores = segment(model, transform(image, image)[0][None].to(device), image.shape[-2:], mode)
+        out[indices[0]] = {"image": files.paths[indices[0]], "mask": scores.argmax(1)[0].cpu(), "pixels": image}
     return out
