@@ -136,6 +136,10 @@ def test_a_segmentation_run_trains_keeps_its_best_and_evaluates(plain, tmp_path,
                  "--crop", "32", "--stride", "16", "--scales", "0.75", "1.0", "--flip"]) == 0
     augmented = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 <= augmented["miou"] <= 100 and augmented["count"] == 4
+    assert main(["eval", "--checkpoint", str(tmp_path / "run" / "best.safetensors"), "--data", str(plain), "--json",
+                 "--fast", "fp32", "--no-compile"]) == 0  # the deploy form, channels-last
+    fast = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert fast["miou"] == pytest.approx(report["miou"], abs=0.5)
 
 
 def test_segmentation_test_modes_are_refused_for_a_classifier(tmp_path, capsys):
