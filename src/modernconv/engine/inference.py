@@ -13,13 +13,13 @@ from torchvision.models import ResNet50_Weights
 
 from ..conversion import CheckpointInfo
 from ..data import build_loader, read_image
+from ..data.seg_transforms import SegmentationEvalTransform
+from ..data.segmentation import segmentation_split
+from ..dense.inference import SegmentMode, segment
+from ..dense.metrics import SegmentationResult
 from ..errors import DataError, UserError
 from ..modalities import get_modality
 from ..modalities.forecast import forecast_splits
-from ..data.seg_transforms import SegmentationEvalTransform
-from ..data.segmentation import segmentation_split
-from ..dense.metrics import SegmentationResult
-from ..dense.inference import SegmentMode, segment
 from .evaluate import (EvalResult, ForecastResult, evaluate, evaluate_forecast, evaluate_segmentation,
                        pairs_as_lists)
 
