@@ -217,3 +217,18 @@ def test_a_run_saved_before_tasks_named_their_metric_resumes(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert resumed.metric == "mse" and resumed.best_score == min(r["val_mse"] for r in rows)
     assert resumed.best_epoch == min(rows, key=lambda r: r["val_mse"])["epoch"]
+
+
+def test_an_iteration_budget_sets_the_epochs_and_ends_the_last_one_early(tmp_path):
+    """iters: 11 with 8 steps an epoch: two epochs, the second stopped after 3 steps, the schedule spread over
+    the 11 steps (cosine down to min_lr at the last)."""
+    cfg = config(tmp_path, iters=11, save_every_steps=0)
+    trainer = Trainer(cfg, ToyDetection(cfg))
+    try:
+        result = trainer.fit()
+    finally:
+        trainer.close()
+    assert trainer.epochs == 2 and trainer.total_steps == 11
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert state["progress"]["global_step"] == 11 and state["progress"]["epoch"] == 2
+    assert result.last["lr"] == pytest.approx(cfg.min_lr) and result.last["epoch"] == 2

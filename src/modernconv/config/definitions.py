@@ -90,6 +90,9 @@ class RunConfig:
     hflip: float = option(0.0, "horizontal flip probability", check="[0,1]")
     # optimisation
     epochs: int = option(20, "training epochs", check=">=1")
+    iters: int | None = option(None, "a budget of optimizer steps instead of epochs, as the dense papers count "
+                                     "them (160k): the epochs follow, the last one stops at the budget",
+                               check=">=1")
     batch_size: int = option(64, "batch size per process", check=">=1")
     accum_steps: int = option(1, "batches accumulated into one optimizer step", check=">=1")
     lr: float = option(2e-3, "peak learning rate (scaled by the global batch when lr_base_batch is set)",
@@ -283,7 +286,7 @@ class PretrainConfig(FCMAEOptions, RunConfig):
 
 CONFIG_KINDS: tuple[type[RunConfig], ...] = (TrainConfig, PretrainConfig)
 # what a resumed run may set differently from its saved config.yaml: where and how it runs, not what it learns
-RESUME_MAY_CHANGE = frozenset({"resume", "output", "epochs", "device", "workers", "compile", "progress",
+RESUME_MAY_CHANGE = frozenset({"resume", "output", "epochs", "iters", "device", "workers", "compile", "progress",
                                "log_every_steps", "save_every_steps"})
 
 

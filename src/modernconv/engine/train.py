@@ -110,6 +110,9 @@ class Trainer:
                               preprocessing.replace(img_size=cfg.img_size or preprocessing.img_size))
         self.data = self.task.build_data(self.ctx)
         self.steps_per_epoch = self._count_steps()
+        # an iteration budget (the dense papers' 160k) sets the epochs; the last one stops at the budget
+        self.total_steps = cfg.iters or cfg.epochs * self.steps_per_epoch
+        self.epochs = -(-self.total_steps // self.steps_per_epoch)
         self._build_model()
         self._build_optimisation()
         self._create_run_dir()
@@ -164,8 +167,8 @@ class Trainer:
                                          self.task.layer_decay, cfg.opt, cfg.momentum,
                                          self.task.lr_scales(self.model))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
-        total = cfg.epochs * self.steps_per_epoch
-        self.scheduler = build_scheduler(self.optimizer, total, round(cfg.warmup_epochs * self.steps_per_epoch),
+        self.scheduler = build_scheduler(self.optimizer, self.total_steps,
+                                         round(cfg.warmup_epochs * self.steps_per_epoch),
                                          self.lr, cfg.min_lr, cfg.sched)
 
     # ----- checkpoints -----
@@ -220,10 +223,11 @@ class Trainer:
         loader = self._train_loader(epoch, progress.batches_done)
         self.runner.train()
         accum = cfg.accum_steps
-        last_batch = self.steps_per_epoch * accum  # batches past this do not complete an optimizer step
+        steps = min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
+        last_batch = steps * accum  # batches past this do not complete an optimizer step (or pass the budget)
         loss_sum, seen, start = 0.0, 0, time.perf_counter()
         window = [0.0, 0, start]  # loss sum, images and start time since the last logged step
-        bar = tqdm(total=last_batch, initial=progress.batches_done, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        bar = tqdm(total=last_batch, initial=progress.batches_done, desc=f"epoch {epoch + 1}/{self.epochs}",
                    disable=not (cfg.progress and self.dist.is_main and sys.stderr.isatty()), leave=False,
                    dynamic_ncols=True)
         for batch, samples in enumerate(loader, start=progress.batches_done):
@@ -294,7 +298,7 @@ class Trainer:
         if not bar.disable:
             bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", img_s=f"{row['images_per_s']:.1f}")
         elif self.cfg.progress:
-            print(f"epoch {epoch + 1}/{self.cfg.epochs} batch {batch}/{batches}: loss {row['loss']:.4f}  "
+            print(f"epoch {epoch + 1}/{self.epochs} batch {batch}/{batches}: loss {row['loss']:.4f}  "
                   f"lr {row['lr']:.2e}  {row['images_per_s']:.1f} images/s", flush=True)
 
     def _optimizer_step(self) -> float | None:
@@ -314,7 +318,7 @@ class Trainer:
 
     def _epoch_line(self, row: dict) -> str:
         """The one-line summary printed after each epoch."""
-        return (f"epoch {row['epoch']}/{self.cfg.epochs}: loss {row['train_loss']:.4f}{self.task.summary(row)}"
+        return (f"epoch {row['epoch']}/{self.epochs}: loss {row['train_loss']:.4f}{self.task.summary(row)}"
                 f"  ({row['epoch_time_s']:.1f}s)")
 
     def fit(self) -> TrainResult:
@@ -326,8 +330,8 @@ class Trainer:
             progress, rngs = load_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.scaler,
                                             self.ema, self.task.higher_is_better)
             self._restore_rng(rngs, progress)
-            if progress.epoch >= cfg.epochs and logbook:
-                tqdm.write(f"{self.run_dir} has finished its {cfg.epochs} epochs; nothing to do (--epochs N with a "
+            if progress.epoch >= self.epochs and logbook:
+                tqdm.write(f"{self.run_dir} has finished its {self.epochs} epochs; nothing to do (--epochs N with a "
                            "larger N trains it further)")
         else:
             progress = Progress()
@@ -342,7 +346,7 @@ class Trainer:
                 tqdm.write(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})")
         row: dict = {}
         with stop_requests() as stop:
-            for epoch in range(progress.epoch, cfg.epochs):
+            for epoch in range(progress.epoch, self.epochs):
                 if progress.batches_done == 0:  # a fresh epoch; a mid-epoch resume restored the RNG instead
                     seed_all(_epoch_seed(cfg.seed, epoch, self.dist.rank))
                 row = {"epoch": epoch + 1, **self._train_epoch(epoch, progress, stop)}  # numbered from 1
