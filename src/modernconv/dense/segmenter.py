@@ -55,10 +55,6 @@ class Segmenter(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.backbone.set_grad_checkpointing(enable)
 
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        """The backbone's layer groups (for layer-wise lr decay); the heads come last, with the full lr."""
-        return self.backbone.model.group_matcher(coarse)
-
     def load_tensors(self, source: dict[str, torch.Tensor], metadata: dict[str, str], path: str | os.PathLike,
                      strict: bool = True, require_head: bool = False) -> LoadReport:
         """``load_checkpoint``'s work for a segmenter: the backbone part through the backbone layouts we read
