@@ -57,7 +57,8 @@ def slide_logits(model: nn.Module, image: torch.Tensor, crop: int, stride: int) 
     return total / count
 
 
-def segment(model: nn.Module, image: torch.Tensor, size: Sequence[int], mode: SegmentMode = SegmentMode()) -> torch.Tensor:
+def segment(model: nn.Module, image: torch.Tensor, size: Sequence[int], mode: SegmentMode = SegmentMode()
+            ) -> torch.Tensor:
     """Per-class scores (1 x K x size) of a 1 x C x H x W normalised ``image`` (see the module docstring)."""
     def run(x: torch.Tensor) -> torch.Tensor:
         return slide_logits(model, x, mode.crop, mode.stride or mode.crop) if mode.crop else model(x).float()

@@ -66,4 +66,5 @@ class ImageSpec(ModalitySpec):
         return {}
 
 
-IMAGE_MODALITY = ImageSpec("image", 3, ImageOptions, nn.Identity, read_image_file, IMG_EXTENSIONS, {}, takes_transforms=True)
+IMAGE_MODALITY = ImageSpec("image", 3, ImageOptions, nn.Identity, read_image_file, IMG_EXTENSIONS, {},
+                           takes_transforms=True)
