@@ -78,8 +78,9 @@ class RunConfig:
     init: str | None = option(None, "checkpoint to start from (any format load_checkpoint reads)")
     sync_bn: bool = option(True, "BatchNorm -> SyncBatchNorm when training on several CUDA processes")
     # data
-    data: str = option("digits", "digits | synthetic | PATH (train/ and val/ class folders); other modalities: "
-                                 "their built-in set (spoken-digits, moving-digits, shapes), aeon:NAME or a folder")
+    data: str = option("digits", "digits, synthetic or PATH (train/ and val/ class folders); other modalities: "
+                                 "their built-in set (spoken-digits, moving-digits, shapes), aeon:NAME or a folder; "
+                                 "segmentation: scenes or an ADE20K, VOC or images + masks folder")
     img_size: int | None = option(32, "training and evaluation image side (none = the model's data config)",
                                   check=">=1")
     synthetic_samples: int = option(512, "images in the synthetic data set", check=">=1")

@@ -18,7 +18,7 @@ def _type_name(hint: Any) -> str:
         name = " ".join(a.__name__ for a in typing.get_args(plain))
     else:
         name = {dict: "YAML"}.get(plain, getattr(plain, "__name__", str(plain)))
-    return name + (" | none" if optional else "")
+    return name + (" or none" if optional else "")
 
 
 def option_rows(kind: type[RunConfig]) -> list[tuple[str, str, str, str]]:
