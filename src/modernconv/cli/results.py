@@ -62,7 +62,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     split of DATA (read alone; labelled with the checkpoint's classes)."""
     from ..conversion import model_from_checkpoint
     from ..engine import evaluate_checkpoint
-    from ..engine.inference import class_names, evaluate_forecaster, evaluate_segmenter, is_forecaster
+    from ..engine.inference import class_names, evaluate_forecaster, evaluate_segmenter
     from ..plots import plot_confusion
     from ..runtime import resolve_device
 
@@ -76,7 +76,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report) if args.json else f"mIoU {scores.miou:.2f}%  aAcc {scores.aacc:.2f}%  "
               f"mAcc {scores.macc:.2f}%  ({scores.count} images)")
         return 0
-    if is_forecaster(info):
+    if info.task == "forecasting":
         errors = evaluate_forecaster(fast_path(model, args), info, args.data, args.batch_size, args.workers)
         print(json.dumps(dataclasses.asdict(errors)) if args.json else
               f"MSE {errors.mse:.4f}  MAE {errors.mae:.4f}  (standardised; {errors.count} windows)")

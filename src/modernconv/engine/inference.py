@@ -57,11 +57,6 @@ def evaluate_segmenter(model: nn.Module, info: CheckpointInfo, data: str, batch_
     return evaluate_segmentation(model, loader, len(classes), next(model.parameters()).device, mode=mode)
 
 
-def is_forecaster(info: CheckpointInfo) -> bool:
-    """Whether the checkpoint forecasts a series (rather than classifying)."""
-    return info.task == "forecasting"
-
-
 def evaluate_forecaster(model: nn.Module, info: CheckpointInfo, data: str, batch_size: int = 64,
                         workers: int = 0) -> ForecastResult:
     """MSE and MAE of a forecasting checkpoint on the held-out stretch of the series ``data`` (standardised by
