@@ -59,7 +59,7 @@ class ClassificationTask(Task):
                                    cfg.label_smoothing)
         self.val_loader = build_loader(val, cfg.batch_size, train=False, seed=cfg.seed, num_workers=cfg.workers,
                                        distributed=ctx.dist.enabled)
-        return TaskData(train, val, classes, pre, options, skipped_files(train, val))
+        return TaskData(train, val, classes, pre, options, train.bad_images + val.bad_images)
 
     def build_model(self, data: TaskData) -> nn.Module:
         """The classifier for the data's classes (behind its modality's adapter), with the ``init`` weights."""
@@ -92,7 +92,3 @@ class ClassificationTask(Task):
     def result_line(self, best_score: float | None, best_epoch: int, last: dict, run_dir) -> str:
         return f"best val top-1 {best_score:.2f}% at epoch {best_epoch}"
 
-
-def skipped_files(*datasets: Any) -> list[str]:
-    """The unreadable files each data set left out (every split's data set lists them in ``bad_images``)."""
-    return [path for dataset in datasets for path in dataset.bad_images]
