@@ -38,10 +38,11 @@ class SegmentMode:
 
 
 def slide_logits(model: nn.Module, image: torch.Tensor, crop: int, stride: int) -> torch.Tensor:
-    """Logits of a 1 x C x H x W ``image`` from overlapping crop x crop windows (see the module docstring)."""
+    """Logits of an N x C x H x W ``image`` batch from overlapping crop x crop windows (see the module
+    docstring)."""
     if not 0 < stride <= crop:
         raise ConfigError(f"stride ({stride}) must be positive and at most the crop ({crop})")
-    _, _, h, w = image.shape
+    n, _, h, w = image.shape
     rows = max(h - crop + stride - 1, 0) // stride + 1
     cols = max(w - crop + stride - 1, 0) // stride + 1
     total, count = None, image.new_zeros(1, 1, h, w)
@@ -51,7 +52,7 @@ def slide_logits(model: nn.Module, image: torch.Tensor, crop: int, stride: int) 
             y1, x1 = max(y2 - crop, 0), max(x2 - crop, 0)
             logits = model(image[:, :, y1:y2, x1:x2]).float()
             if total is None:
-                total = logits.new_zeros(1, logits.shape[1], h, w)
+                total = logits.new_zeros(n, logits.shape[1], h, w)
             total[:, :, y1:y2, x1:x2] += logits
             count[:, :, y1:y2, x1:x2] += 1
     return total / count
@@ -59,7 +60,8 @@ def slide_logits(model: nn.Module, image: torch.Tensor, crop: int, stride: int) 
 
 def segment(model: nn.Module, image: torch.Tensor, size: Sequence[int], mode: SegmentMode = SegmentMode()
             ) -> torch.Tensor:
-    """Per-class scores (1 x K x size) of a 1 x C x H x W normalised ``image`` (see the module docstring)."""
+    """Per-class scores (N x K x size) of an N x C x H x W normalised ``image`` batch (see the module
+    docstring)."""
     def run(x: torch.Tensor) -> torch.Tensor:
         return slide_logits(model, x, mode.crop, mode.stride or mode.crop) if mode.crop else model(x).float()
 

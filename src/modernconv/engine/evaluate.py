@@ -119,17 +119,21 @@ def evaluate_segmentation(model: nn.Module, loader: DataLoader, num_classes: int
                           ) -> SegmentationResult:
     """Inference over ``loader`` (``pairs_as_lists`` batches) in ``mode`` (whole images by default): each image's
     scores at its mask's size, one confusion matrix for the data set (summed over the processes of a distributed
-    run)."""
+    run). The images of a batch that share their size (and their masks') go through the model together."""
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     count = torch.zeros((), dtype=torch.long, device=device)
     with eval_mode(model):
         for images, masks in loader:
-            for image, mask in zip(images, masks):
-                mask = mask.to(device)
+            same_size: dict[tuple, list[int]] = {}
+            for i, (image, mask) in enumerate(zip(images, masks)):
+                same_size.setdefault((image.shape, mask.shape), []).append(i)
+            for group in same_size.values():
+                batch = torch.stack([images[i] for i in group]).to(device)
+                target = torch.stack([masks[i] for i in group]).to(device)
                 with autocast(device, precision):
-                    prediction = segment(model, image[None].to(device), mask.shape[-2:], mode).argmax(1)[0]
-                confusion += confusion_matrix(prediction, mask, num_classes)
-                count += 1
+                    prediction = segment(model, batch, target.shape[-2:], mode).argmax(1)
+                confusion += confusion_matrix(prediction, target, num_classes)
+                count += len(group)
     all_reduce_sum(confusion, dist)
     all_reduce_sum(count, dist)
     return SegmentationResult.from_confusion(confusion.cpu(), int(count))
