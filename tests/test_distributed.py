@@ -114,3 +114,24 @@ def test_pretraining_on_two_processes_masks_each_rank_apart_and_resumes_mid_epoc
     assert torch.equal(torch.load(tmp_path / "masks_rank1.pt"), rank1[8:])  # rank 1 went on with its own stream
     a, b = load_file(str(tmp_path / "full" / "last.safetensors")), load_file(str(tmp_path / "cut" / "last.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_detection_run_on_two_processes_scores_each_image_once(tmp_path):
+    from test_detection_task import QUICK, write_coco
+
+    write_coco(tmp_path / "coco", "train", 8)
+    write_coco(tmp_path / "coco", "val", 5, first=100)  # odd: the loaders pad one rank's share
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    cfg = {**QUICK, "data": str(tmp_path / "coco"), "epochs": 1, "batch_size": 2, "output": str(tmp_path / "ddp")}
+    proc = torchrun(script, cfg, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0, rank1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    logged = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[-1])
+    from modernconv.conversion import model_from_checkpoint
+    from modernconv.engine.inference import evaluate_detector
+
+    model, info = model_from_checkpoint(tmp_path / "ddp" / "last.safetensors")
+    scores, _, count = evaluate_detector(model, info, str(tmp_path / "coco"))
+    assert count == 5 and logged["val_bbox_ap"] == pytest.approx(scores["bbox_ap"], abs=1e-9)

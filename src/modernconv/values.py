@@ -1,6 +1,6 @@
 """The one coercer: a value from a YAML recipe, the command line or a checkpoint's metadata turned into the type
-a field declares (int, float, bool, str, dict, a tuple of numbers, each optionally None), or one line saying
-what was expected. Run configs and modality options both use it, so an option keeps one type from the config to
+a field declares (int, float, bool, str, dict, a tuple of numbers of fixed or any length, each optionally None),
+or one line saying what was expected. Run configs and modality options both use it, so an option keeps one type from the config to
 the checkpoint and back."""
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def coerce(what: str, value: Any, hint: Any) -> Any:
     """``value`` as the type ``hint`` names; ``what`` names the option in the error ("epochs", "video option
     frames"). Strings are parsed as the command line gives them ("none", "true", "0.9,0.95", "{a: 1}")."""
     kind, optional = plain_type(hint)
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        value = value[0]  # a tuple option's one word on the command line ("--base-size none")
     if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
         return None
     try:
@@ -47,7 +49,9 @@ def _convert(kind: Any, value: Any) -> Any:
         return value
     if typing.get_origin(kind) is tuple:
         items, kinds = _items(value), typing.get_args(kind)
-        if len(items) != len(kinds):
+        if kinds[-1] is Ellipsis:  # tuple[int, ...]: one or more
+            kinds = (kinds[0],) * len(items)
+        if not items or len(items) != len(kinds):
             raise ValueError
         return tuple(_number(k, v) for k, v in zip(kinds, items))
     if kind is dict:
@@ -88,6 +92,6 @@ def _items(value: Any) -> list:
 
 def _describe(kind: Any) -> str:
     if typing.get_origin(kind) is tuple:
-        count = len(typing.get_args(kind))
-        return f"{count} numbers"
+        kinds = typing.get_args(kind)
+        return "one or more numbers" if kinds[-1] is Ellipsis else f"{len(kinds)} numbers"
     return WORDS.get(kind, getattr(kind, "__name__", str(kind)))

@@ -8,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..conversion import CheckpointInfo
@@ -92,3 +93,33 @@ def write_segmentation(item: dict, folder: Path, class_names: list[str]) -> dict
     counts = item["mask"].flatten().bincount(minlength=len(class_names))
     shares = {class_names[c]: round(float(n) / mask.size, 4) for c, n in enumerate(counts.tolist()) if n}
     return {"image": item["image"], "mask": str(paths["mask"]), "overlay": str(paths["overlay"]), "classes": shares}
+
+
+def write_detections(item: dict, folder: Path, class_names: list[str], min_score: float) -> dict:
+    """``item``'s detections scoring at least ``min_score`` drawn on the image (masks half-blended in their class
+    colour, boxes, class names and scores) as ``folder/STEM.png``; returns the JSON record (the file and the
+    detections: class, score, box x1 y1 x2 y2)."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    found = item["found"]
+    keep = found["scores"] >= min_score
+    boxes, labels, scores = found["boxes"][keep], found["labels"][keep], found["scores"][keep]
+    palette = class_palette()
+    picture = Image.fromarray(item["pixels"].permute(1, 2, 0).numpy())
+    if "masks" in found:
+        tint = np.asarray(picture, dtype=np.float32)
+        for mask, label in zip(found["masks"][keep][:, 0].numpy() >= 0.5, labels.tolist()):
+            tint[mask] = 0.5 * tint[mask] + 0.5 * np.array(palette[3 * label:3 * label + 3], np.float32)
+        picture = Image.fromarray(tint.round().astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    records = []
+    for box, label, score in zip(boxes.tolist(), labels.tolist(), scores.tolist()):
+        colour = tuple(palette[3 * label:3 * label + 3])
+        name = class_names[label - 1] if 0 < label <= len(class_names) else str(label)
+        draw.rectangle(box, outline=colour, width=2)
+        draw.text((box[0] + 2, box[1] + 1), f"{name} {score:.2f}", fill=colour)
+        records.append({"class": name, "score": round(score, 4), "box": [round(v, 1) for v in box]})
+    path = folder / f"{Path(item['image']).stem}.png"
+    atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"))
+    return {"image": item["image"], "drawn": str(path), "detections": records}

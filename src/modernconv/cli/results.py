@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..files import atomic_write_text
 from .common import (COMPILE_PAYS_FROM, add_command, add_fast_options, add_segment_mode_options, fast_path, free_path,
                      model_or_checkpoint, segment_mode)
 
@@ -59,7 +60,8 @@ def cmd_erf(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Top-1, top-5, loss and per-class accuracy of a checkpoint written by `modernconv train` on a held-out
-    split of DATA (read alone; labelled with the checkpoint's classes)."""
+    split of DATA (read alone; labelled with the checkpoint's classes); a segmentation checkpoint's mIoU, aAcc,
+    mAcc and per-class IoU; a detection checkpoint's COCO box (and mask) AP; a forecaster's MSE and MAE."""
     from ..conversion import model_from_checkpoint
     from ..engine import evaluate_checkpoint
     from ..engine.inference import class_names, evaluate_forecaster, evaluate_segmenter
@@ -67,8 +69,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..runtime import resolve_device
 
     confusion_png = free_path(args.confusion, args.force) if args.confusion else None
+    results_json = free_path(args.results, args.force) if args.results else None
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
     mode = segment_mode(args, info.task)
+    if args.data is None:
+        args.data = "scenes" if info.task in ("segmentation", "detection") else "digits"
+    if results_json and info.task != "detection":
+        raise UserError(f"--results writes a detector's detections; this checkpoint is for {info.task}")
+    if info.task == "detection":
+        return _eval_detector(model, info, args, results_json)
     if info.task == "segmentation":
         scores = evaluate_segmenter(fast_path(model, args), info, args.data, args.batch_size, args.workers, args.split,
                                     mode)
@@ -97,12 +106,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_detector(model: Any, info: Any, args: argparse.Namespace, results_json: Path | None) -> int:
+    """``eval`` with a detection checkpoint: COCO AP (box, and mask for the masked detectors) and, with
+    ``--results``, the detections in COCO's results format."""
+    from ..engine.inference import evaluate_detector
+
+    if args.fast:
+        raise UserError("--fast applies to classification and segmentation checkpoints; a detector runs in its "
+                        "training form (fp32)")
+    scores, found, count = evaluate_detector(model, info, args.data, args.batch_size, args.workers, args.split)
+    if results_json:
+        atomic_write_text(results_json, json.dumps(found))
+    if args.json:  # a size range without ground truth has no AP: null, not NaN
+        print(json.dumps({**{k: None if v != v else v for k, v in scores.items()}, "count": count}))
+    else:
+        print("  ".join(f"{k} {v:.2f}" for k, v in scores.items() if k.endswith(("_ap", "_ap50", "_ap75")))
+              + f"  ({count} images)")
+        if results_json:
+            print(f"detections (COCO results format): {results_json}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Classify images with a checkpoint written by `modernconv train` (or any with its model named; 1000-class
     checkpoints without names get ImageNet's), or the files of its modality (audio clips, videos or frame
     folders, meshes or point arrays); with a segmentation checkpoint, write each image's class mask (an index
-    PNG) and a colour overlay into the --output folder. INPUT: files, folders (every such file below) and glob
-    patterns."""
+    PNG) and a colour overlay into the --output folder; with a detection checkpoint, draw each image's detections
+    (boxes, class names, scores, masks) into the --output folder. INPUT: files, folders (every such file below)
+    and glob patterns."""
     from ..conversion import model_from_checkpoint
     from ..engine import predict_images
     from ..runtime import resolve_device
@@ -110,10 +141,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
     paths = expand_inputs(args.images, *input_kinds(info))
+    if args.fast and info.task == "detection":
+        raise UserError("--fast applies to classification and segmentation checkpoints; a detector runs in its "
+                        "training form (fp32)")
     model = fast_path(model, args, compile=len(paths) >= COMPILE_PAYS_FROM)
     mode = segment_mode(args, info.task)
     if info.task == "segmentation":
         return _predict_masks(model, info, paths, args, mode)
+    if info.task == "detection":
+        return _predict_detections(model, info, paths, args)
     output = free_path(args.output, args.force) if args.output else None
     if output and output.suffix not in (".csv", ".json"):
         raise UserError(f"--output {output}: name a .csv or .json file")
@@ -158,6 +194,31 @@ def _predict_masks(model: Any, info: Any, paths: list[str], args: argparse.Names
     return 2 if any("error" in item for item in written) else 0
 
 
+def _predict_detections(model: Any, info: Any, paths: list[str], args: argparse.Namespace) -> int:
+    """``predict`` with a detection checkpoint: each image drawn with its detections into the ``--output`` folder,
+    and the detections listed (``--json``: as JSON)."""
+    from ..engine.inference import detect_images
+    from .inputs import write_detections
+
+    if not args.output or Path(args.output).suffix:
+        raise UserError("a detection checkpoint draws its detections on each image: give --output DIR")
+    folder = Path(args.output)
+    taken = [folder / f"{Path(p).stem}.png" for p in paths if (folder / f"{Path(p).stem}.png").exists()]
+    if taken and not args.force:
+        raise UserError(f"{taken[0]} exists; give --force to overwrite the pictures in {folder}")
+    written = [write_detections(item, folder, info.class_names, args.min_score) if "found" in item else item
+               for item in detect_images(model, paths, args.workers)]
+    if args.json:
+        print(json.dumps(written))
+    for item in written:
+        if "drawn" in item and not args.json:
+            found = ", ".join(f"{d['class']} {d['score']:.2f}" for d in item["detections"]) or "nothing"
+            print(f"{item['image']}: {item['drawn']} ({found})", flush=True)
+        elif "error" in item:
+            print(f"modernconv: error: {item['image']}: {item['error']}", file=sys.stderr)
+    return 2 if any("error" in item for item in written) else 0
+
+
 def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     """The parsers of this module's commands (``command``: the one being run, for options that need torch)."""
     p = add_command(sub, "collapse", cmd_collapse, "per-block feature-collapse scores of checkpoints (CSV + PNG)")
@@ -185,17 +246,19 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     p.add_argument("--output", required=True, metavar="DIR", help="folder for erf.png, erf.json and erf.npy")
     p.add_argument("--force", action="store_true", help="overwrite the files in DIR if they exist")
 
-    p = add_command(sub, "eval", cmd_eval, "accuracy of a checkpoint on a data set")
+    p = add_command(sub, "eval", cmd_eval, "accuracy (mIoU, COCO AP) of a checkpoint on a data set")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", default="digits",
-                   help="digits, synthetic, or a folder with SPLIT/<class>/ folders or class folders itself "
-                        "(default digits)")
+    p.add_argument("--data", help="digits, synthetic, or a folder with SPLIT/<class>/ folders or class folders "
+                                  "itself; segmentation and detection: scenes or a folder in their layouts "
+                                  "(default digits; scenes for the dense tasks)")
     p.add_argument("--split", default="val", help="the held-out split: val, test or validation (default val)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device")
     p.add_argument("--confusion", metavar="PNG", help="also write the confusion matrix to this PNG")
-    p.add_argument("--force", action="store_true", help="overwrite the --confusion file if it exists")
+    p.add_argument("--results", metavar="JSON", help="detection: also write the detections in COCO's results "
+                                                     "format (re-scorable with pycocotools)")
+    p.add_argument("--force", action="store_true", help="overwrite the --confusion or --results file if it exists")
     add_segment_mode_options(p)
     add_fast_options(p)
     p.add_argument("--json", action="store_true",
@@ -210,7 +273,10 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     p.add_argument("--device")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--output", metavar="FILE", help="also write the results to a .csv or .json file (a "
-                                                    "segmentation checkpoint: the folder for masks and overlays)")
+                                                    "segmentation checkpoint: the folder for masks and overlays; a "
+                                                    "detection checkpoint: the folder for the drawn images)")
+    p.add_argument("--min-score", type=float, default=0.5, help="detection: draw and list the detections scoring "
+                                                                "at least this (default 0.5)")
     p.add_argument("--force", action="store_true", help="overwrite the --output file if it exists")
     add_segment_mode_options(p)
     add_fast_options(p)

@@ -23,16 +23,25 @@ from ..runtime import PRECISIONS
 
 FCMAE_MODES = ("sparse", "masked")  # the fast path and the dense reference (same results)
 MODALITY_NAMES = ("image", "audio", "video", "pointcloud", "timeseries")  # modernconv.modalities has the others
-SUPERVISED_TASKS = ("classification", "forecasting", "segmentation")  # modernconv.tasks (and FCMAE, PretrainConfig's)
+SUPERVISED_TASKS = ("classification", "forecasting", "segmentation", "detection")  # modernconv.tasks (and FCMAE, PretrainConfig's)
 # what classification alone reads (refused in a segmentation run unless left at the default)
 CLASSIFICATION_ONLY = ("randaugment_magnitude", "auto_augment", "random_erasing", "mixup", "cutmix", "crop_pct",
                        "head_init_scale")
+# what the dense tasks learn from and how they augment it (their refusal of classification's options says so)
+DENSE_AUGMENTATION = {"segmentation": "images with masks; augmentation: hflip, ratio_range, base_size",
+                      "detection": "images with boxes and masks; augmentation: hflip, min_size (multi-scale)"}
 # a task's recipe defaults, beneath the recipe file and the command line: `train --task segmentation` alone runs
 # the small CPU recipe on the built-in scenes (configs/segmentation_scenes.yaml spells the same values out)
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "segmentation": dict(data="scenes", img_size=64, epochs=10, batch_size=8, lr=2e-3, weight_decay=0.05,
                          sched="poly", warmup_epochs=0.5, min_lr=0.0, hflip=0.5, label_smoothing=0.0,
-                         decode_channels=128, aux_channels=64)}
+                         decode_channels=128, aux_channels=64),
+    "detection": dict(data="scenes", model="convnext_atto", epochs=8, batch_size=4, lr=1e-3, weight_decay=0.05,
+                      sched="step", milestones=(6, 7), warmup_epochs=0.25, min_lr=0.0, hflip=0.5,
+                      label_smoothing=0.0, min_size=(160,), max_size=160, fpn_channels=128,
+                      detector_options={"box_batch_size_per_image": 64, "rpn_post_nms_top_n_train": 300,
+                                        "rpn_post_nms_top_n_test": 300})}
+DETECTOR_KINDS = ("mask_rcnn", "cascade_mask_rcnn", "faster_rcnn", "retinanet", "fcos")  # modernconv.dense.DETECTORS
 IMAGE_ONLY = ("hflip", "randaugment_magnitude", "auto_augment", "color_jitter", "random_erasing", "mixup", "cutmix",
               "layer_decay")  # options that act on images (or, for layer decay, on the image network's layers)
 MAX_WORKERS = 256
@@ -103,6 +112,8 @@ class RunConfig:
     warmup_epochs: float = option(1.0, "linear warm-up epochs (onecycle: epochs to the peak)", check=">=0")
     sched: str = option("cosine", "learning-rate schedule, stepped per optimizer step (step: x0.1 after each "
                                   "third, ResNet's; poly: the dense tasks' linear decay)", choices=SCHEDULES)
+    milestones: tuple[float, ...] | None = option(None, "step schedule: epochs after which lr drops x0.1 (none = "
+                                                        "each third; mmdetection's 3x: 27 33)", check=">0")
     opt: str = option("adamw", "optimizer: AdamW (the papers') or SGD with momentum (ResNet's)", choices=OPTIMIZERS)
     momentum: float = option(0.9, "SGD momentum", check="[0,1)")
     weight_decay: float = option(0.05, "weight decay (none on biases, norms, layer scale, GRN)", check=">=0")
@@ -134,6 +145,10 @@ class RunConfig:
             raise ConfigError(f"scale must be two numbers 0 < min <= max <= 1, got {list(self.scale)}")
         if self.warmup_epochs > self.epochs:
             raise ConfigError(f"warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs})")
+        if self.milestones is not None and (self.sched != "step" or list(self.milestones) != sorted(self.milestones)
+                                            or self.milestones[-1] >= self.epochs):
+            raise ConfigError(f"milestones {list(self.milestones)} need sched step and increasing epochs below "
+                              f"epochs ({self.epochs}); give --milestones for this length, or none")
         if 0 < self.lr < self.min_lr:  # (lr 0 freezes the weights: the schedule then does not matter)
             raise ConfigError(f"min_lr ({self.min_lr}) is above lr ({self.lr})")
         self.check_task()
@@ -197,17 +212,23 @@ class FCMAEOptions:
 
 
 @dataclass
-class SegmentationOptions:
-    """What a segmentation run adds: UperNet's widths, the auxiliary loss, the dense lr decay and the training
-    pipeline's random resize and crop (img_size is the crop's side)."""
+class DenseOptions:
+    """What the dense tasks (segmentation, detection) share: the authors' lr decay over the backbone."""
 
-    decode_channels: int = option(512, "UperNet decode-head width (the papers: 512)", check=">=1")
-    aux_channels: int = option(256, "auxiliary FCN head width (the papers: 256; 0 = no auxiliary head)", check=">=0")
-    aux_weight: float = option(0.4, "auxiliary loss weight", check=">=0")
     decay_type: str = option("stage_wise", "the authors' dense lr decay, with layer_decay as its rate",
                              choices=DECAY_TYPES)
     num_layers: int | None = option(None, "their num_layers (none = 3 + ceil(depth of stage 2 / 3): 6 for T, 12 "
                                           "for the deeper ones)", check=">=1")
+
+
+@dataclass
+class SegmentationOptions(DenseOptions):
+    """What a segmentation run adds: UperNet's widths, the auxiliary loss and the training pipeline's random
+    resize and crop (img_size is the crop's side)."""
+
+    decode_channels: int = option(512, "UperNet decode-head width (the papers: 512)", check=">=1")
+    aux_channels: int = option(256, "auxiliary FCN head width (the papers: 256; 0 = no auxiliary head)", check=">=0")
+    aux_weight: float = option(0.4, "auxiliary loss weight", check=">=0")
     base_size: tuple[int, int] | None = option(None, "resize images to fit long x short before the random ratio "
                                                      "(ADE20K: 2048 512; none = their own size)", check=">=1")
     ratio_range: tuple[float, float] = option((0.5, 2.0), "random resize ratio: min max", check=">0")
@@ -216,7 +237,22 @@ class SegmentationOptions:
 
 
 @dataclass
-class TrainConfig(SegmentationOptions, ClassificationOptions, RunConfig):
+class DetectionOptions:
+    """What a detection run adds: the detector, the sizes its images are resized to (several: multi-scale
+    training), images without objects, and torchvision's own options of the detector."""
+
+    detector: str = option("mask_rcnn", "the detector over the backbone and its FPN", choices=DETECTOR_KINDS)
+    min_size: tuple[int, ...] = option((800,), "short side of the resized images; several: one at random per "
+                                               "training image (multi-scale, e.g. 480 512 ... 800)", check=">=1")
+    max_size: int = option(1333, "longest side of the resized images", check=">=1")
+    fpn_channels: int = option(256, "the FPN's width, also the mask head's (the papers: 256)", check=">=1")
+    keep_empty: bool = option(False, "also train on images without objects (mmdetection drops them)")
+    detector_options: dict = option(None, "torchvision's options of the detector as a YAML mapping, e.g. "
+                                          "{box_batch_size_per_image: 128}", factory=dict)
+
+
+@dataclass
+class TrainConfig(DetectionOptions, SegmentationOptions, ClassificationOptions, RunConfig):
     """A classification run. The defaults are the small CPU recipe for the built-in digits set
     (configs/digits_convnext.yaml); the papers' recipes in configs/ set every value they depend on."""
 
@@ -245,11 +281,11 @@ class TrainConfig(SegmentationOptions, ClassificationOptions, RunConfig):
         if changed and not modality.takes_transforms:
             raise ConfigError(f"{', '.join(changed)} act on images; a {self.modality} run augments in its "
                               "adapter (see modality_options)")
-        if self.task == "segmentation":
+        if self.task in DENSE_AUGMENTATION:
             changed = [k for k in CLASSIFICATION_ONLY if getattr(self, k) != getattr(defaults, k)]
             if changed or not modality.takes_transforms:
                 raise ConfigError(f"{', '.join(changed) or 'modality ' + self.modality} does not apply to "
-                                  "segmentation (images with masks; augmentation: hflip, ratio_range, base_size)")
+                                  f"{self.task} ({DENSE_AUGMENTATION[self.task]})")
             if self.ratio_range[0] > self.ratio_range[1]:
                 raise ConfigError(f"ratio_range must be min max with min <= max, got {list(self.ratio_range)}")
         if self.auto_augment is not None:

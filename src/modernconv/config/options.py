@@ -15,7 +15,7 @@ from .loading import TIMM_ALIASES
 def _type_name(hint: Any) -> str:
     plain, optional = plain_type(hint)
     if typing.get_origin(plain) is tuple:
-        name = " ".join(a.__name__ for a in typing.get_args(plain))
+        name = " ".join("..." if a is Ellipsis else a.__name__ for a in typing.get_args(plain))
     else:
         name = {dict: "YAML"}.get(plain, getattr(plain, "__name__", str(plain)))
     return name + (" or none" if optional else "")

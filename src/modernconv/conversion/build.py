@@ -13,7 +13,7 @@ from torch import nn
 from ..checkpoint import load_checkpoint, read_checkpoint, read_metadata
 from ..data.preprocessing import DataConfig
 from ..errors import CheckpointError, ConfigError
-from ..dense import create_segmenter
+from ..dense import create_detector, create_segmenter
 from ..modalities import IMAGE, create_modality_model, get_modality
 from ..models import model_data_config
 
@@ -30,6 +30,7 @@ class CheckpointInfo:
     modality_options: Any = None  # the modality's options, typed as the run had them (images: ImageOptions)
     task: str = "classification"  # the task that trained it (modernconv.tasks.TASKS)
     segmenter: dict = field(default_factory=dict)  # a segmenter's head widths and evaluation size
+    detector: dict = field(default_factory=dict)  # a detector's kind, image sizes and torchvision options
 
 
 def recorded_task(meta: dict[str, str], modality_options: dict) -> str:
@@ -61,11 +62,11 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
             raise ValueError("modality_options must be a mapping")
         modality = get_modality(meta.get("modality", IMAGE))
         options = modality.make_options(recorded, in_chans=kwargs.get("in_chans", 3))
-        segmenter = json.loads(meta.get("segmenter", "{}"))
+        segmenter, detector = json.loads(meta.get("segmenter", "{}")), json.loads(meta.get("detector", "{}"))
     except (json.JSONDecodeError, ValueError, ConfigError) as e:
         raise CheckpointError(f"{path}: corrupt metadata ({e})") from None
     return CheckpointInfo(meta["model"], kwargs, [str(n) for n in names], preprocessing,
-                          modality.name, options, recorded_task(meta, recorded), segmenter)
+                          modality.name, options, recorded_task(meta, recorded), segmenter, detector)
 
 
 def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
@@ -80,6 +81,12 @@ def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = 
             model = create_segmenter(info.model_name, len(info.class_names),
                                      channels=info.segmenter.get("decode_channels", 512), aux_channels=max(aux, 1),
                                      auxiliary=aux > 0, **kwargs)
+        elif info.task == "detection":
+            found = info.detector
+            model = create_detector(found.get("kind", "mask_rcnn"), info.model_name, len(info.class_names),
+                                    min_size=tuple(found.get("min_size", (800,))),
+                                    max_size=found.get("max_size", 1333), fpn_channels=found.get("fpn_channels", 256),
+                                    detector_options=found.get("options"), **kwargs)
         else:
             model = create_modality_model(info.model_name, info.modality, info.modality_options, **kwargs)
     except ConfigError as e:

@@ -45,21 +45,30 @@ def texture(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndar
     return np.clip(out, 0, 1)
 
 
-def make_scene(seed: int, size: int = SCENE_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 H x W x 3 image, uint8 H x W class mask) of scene ``seed``."""
+def make_instances(seed: int, size: int = SCENE_SIZE) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """(uint8 H x W x 3 image, uint8 H x W map of which object each pixel shows (0: the background, k: the k-th
+    object drawn), the objects' classes in drawing order) of scene ``seed``."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     image = texture(rng, yy, xx)
-    mask = np.zeros((size, size), np.uint8)
-    for _ in range(rng.integers(3, 7)):
+    shown = np.zeros((size, size), np.uint8)
+    kinds = []
+    for k in range(1, int(rng.integers(3, 7)) + 1):
         kind = int(rng.integers(1, len(SCENE_CLASSES)))
         r = rng.uniform(0.1, 0.24) * size
         cy, cx = rng.uniform(0.1, 0.9, 2) * size
         covered = shape_mask(kind, yy, xx, cy, cx, r, rng.uniform(0, 2 * np.pi))
         fill = rng.uniform(0, 1, 3) + rng.normal(0, 0.06, (size, size, 3))  # one colour with grain
         image[covered] = np.clip(fill, 0, 1)[covered]
-        mask[covered] = kind
-    return (image * 255).round().astype(np.uint8), mask
+        shown[covered] = k
+        kinds.append(kind)
+    return (image * 255).round().astype(np.uint8), shown, kinds
+
+
+def make_scene(seed: int, size: int = SCENE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 H x W x 3 image, uint8 H x W class mask) of scene ``seed``."""
+    image, shown, kinds = make_instances(seed, size)
+    return image, np.array([0, *kinds], np.uint8)[shown]
 
 
 class SceneSet(Dataset):

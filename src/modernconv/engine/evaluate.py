@@ -1,5 +1,5 @@
 """Evaluation: top-1 / top-5 accuracy, loss, per-class accuracy and the confusion matrix of a classifier; MSE and
-MAE of a forecaster; mIoU of a segmenter (``dense.metrics``)."""
+MAE of a forecaster; mIoU of a segmenter (``dense.metrics``); COCO AP of a detector (``dense.coco_eval``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,10 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..data.detection import DetectionSet
+from ..dense.coco_eval import coco_scores, to_coco_results
 from ..dense.metrics import SegmentationResult, confusion_matrix
 from ..dense.inference import SegmentMode, segment
 from ..runtime import autocast, eval_mode, to_device
-from .distributed import DistInfo, all_reduce_sum
+from .distributed import DistInfo, all_reduce_sum, gather_objects
 
 
 @dataclass
@@ -137,3 +139,30 @@ def evaluate_segmentation(model: nn.Module, loader: DataLoader, num_classes: int
     all_reduce_sum(confusion, dist)
     all_reduce_sum(count, dist)
     return SegmentationResult.from_confusion(confusion.cpu(), int(count))
+
+
+@torch.no_grad()
+def detect(model: nn.Module, loader: DataLoader, data: DetectionSet, device: torch.device, precision: str = "fp32"
+           ) -> dict[int, list[dict]]:
+    """A detector's findings over ``loader`` (``pairs_as_lists`` batches of images and targets), per image id in
+    COCO's results format."""
+    found: dict[int, list[dict]] = {}
+    with eval_mode(model):
+        for images, targets in loader:
+            with autocast(device, precision):
+                outputs = model([image.to(device) for image in images])
+            for output, target in zip(outputs, targets):
+                found[int(target["image_id"])] = to_coco_results([output], [target["image_id"]], data.category_id)
+    return found
+
+
+def evaluate_detection(model: nn.Module, loader: DataLoader, data: DetectionSet, device: torch.device,
+                       precision: str = "fp32", dist: DistInfo = DistInfo(), masks: bool = False
+                       ) -> tuple[dict[str, float], list[dict]]:
+    """COCO AP (box, and mask with ``masks``) of a detector over ``data``, whose loader may be split over the
+    processes of a distributed run (each image counted once); also the detections in COCO's results format."""
+    found: dict[int, list[dict]] = {}
+    for part in gather_objects(detect(model, loader, data, device, precision), dist):
+        found.update(part)
+    results = [r for image_id in sorted(found) for r in found[image_id]]
+    return coco_scores(data.ground_truth(), results, masks), results

@@ -13,6 +13,7 @@ from torchvision.models import ResNet50_Weights
 
 from ..conversion import CheckpointInfo
 from ..data import build_loader, read_image
+from ..data.detection import detection_split, detection_transform
 from ..data.seg_transforms import SegmentationEvalTransform
 from ..data.segmentation import segmentation_split
 from ..dense.inference import SegmentMode, segment
@@ -20,8 +21,9 @@ from ..dense.metrics import SegmentationResult
 from ..errors import DataError, UserError
 from ..modalities import get_modality
 from ..modalities.forecast import forecast_splits
-from .evaluate import (EvalResult, ForecastResult, evaluate, evaluate_forecast, evaluate_segmentation,
-                       pairs_as_lists)
+from ..dense.detectors import MASKED
+from .evaluate import (EvalResult, ForecastResult, evaluate, evaluate_detection, evaluate_forecast,
+                       evaluate_segmentation, pairs_as_lists)
 
 
 def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str, batch_size: int = 64,
@@ -55,6 +57,22 @@ def evaluate_segmenter(model: nn.Module, info: CheckpointInfo, data: str, batch_
                         f"{classes[:5]}...; evaluate on data with the same classes")
     loader = build_loader(val, batch_size, train=False, seed=0, num_workers=workers, collate_fn=pairs_as_lists)
     return evaluate_segmentation(model, loader, len(classes), next(model.parameters()).device, mode=mode)
+
+
+def evaluate_detector(model: nn.Module, info: CheckpointInfo, data: str, batch_size: int = 8, workers: int = 0,
+                      split: str = "val") -> tuple[dict[str, float], list[dict], int]:
+    """COCO AP (box, and mask for Mask R-CNN) of a detection checkpoint on ``split`` of ``data`` (its own
+    classes); also its detections in COCO's results format and the number of images."""
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    masks = info.detector.get("kind", "mask_rcnn") in MASKED
+    val = detection_split(data, split, detection_transform(False), masks, keep_empty=True)
+    if info.class_names and val.class_names != info.class_names:
+        raise UserError(f"the checkpoint knows classes {info.class_names[:5]}..., the data set has "
+                        f"{val.class_names[:5]}...; evaluate on data with the same classes")
+    loader = build_loader(val, batch_size, train=False, seed=0, num_workers=workers, collate_fn=pairs_as_lists)
+    scores, results = evaluate_detection(model, loader, val, next(model.parameters()).device, masks=masks)
+    return scores, results, len(val)
 
 
 def evaluate_forecaster(model: nn.Module, info: CheckpointInfo, data: str, batch_size: int = 64,
@@ -165,4 +183,21 @@ def segment_images(model: nn.Module, info: CheckpointInfo, paths: list[str], wor
         image = images[0]
         scores = segment(model, transform(image, image)[0][None].to(device), image.shape[-2:], mode)
         out[indices[0]] = {"image": files.paths[indices[0]], "mask": scores.argmax(1)[0].cpu(), "pixels": image}
+    return out
+
+
+@torch.no_grad()
+def detect_images(model: nn.Module, paths: list[str], workers: int = 0) -> list[dict]:
+    """For each image file, in order: {"image", "pixels", "found"} with the detector's output (boxes, labels,
+    scores, masks) at the image's own size, or {"image", "error"}."""
+    files = SampleFiles([str(p) for p in paths], read_rgb)
+    device = next(model.parameters()).device
+    out: list[dict] = [{} for _ in paths]
+    for indices, images, bad in DataLoader(files, batch_size=1, num_workers=workers, collate_fn=_collate):
+        for i, error in bad:
+            out[i] = {"image": files.paths[i], "error": error}
+        if images is not None:
+            found = model([images[0].to(device).float() / 255])[0]
+            out[indices[0]] = {"image": files.paths[indices[0]], "pixels": images[0],
+                               "found": {k: v.cpu() for k, v in found.items()}}
     return out

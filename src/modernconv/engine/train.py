@@ -169,7 +169,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.scheduler = build_scheduler(self.optimizer, self.total_steps,
                                          round(cfg.warmup_epochs * self.steps_per_epoch),
-                                         self.lr, cfg.min_lr, cfg.sched)
+                                         self.lr, cfg.min_lr, cfg.sched,
+                                         milestones=None if cfg.milestones is None else
+                                         [round(e * self.steps_per_epoch) for e in cfg.milestones])
 
     # ----- checkpoints -----
     def _save(self, progress: Progress) -> None:

@@ -1,7 +1,8 @@
 """The layer-wise lr decay of the authors' dense-prediction code (ConvNeXt's and UniRepLKNet's mmsegmentation and
 mmdetection configs, ``LearningRateDecayOptimizerConstructor``), on a segmenter's or detector's parameter names:
-``backbone.model.stem``, ``backbone.model.stages.{i}.downsample``, ``backbone.model.stages.{i}.blocks.{j}``, and
-everything else (the per-output norms, the heads, the neck) after the backbone.
+``backbone.model.stem``, ``backbone.model.stages.{i}.downsample``, ``backbone.model.stages.{i}.blocks.{j}`` (a
+detector's under ``backbone.body.model.``), and everything else (the per-output norms, the heads, the neck) after
+the backbone.
 
 With ``num_layers`` n (the authors' "num_layers": 6 for ConvNeXt-T, 12 for the deeper ones; by default
 3 + ceil(depth of stage 2 / 3)), a parameter with id k gets ``lr_scale = decay ** (n + 1 - k)``, where
@@ -15,7 +16,8 @@ import re
 from typing import Iterable
 
 DECAY_TYPES = ("stage_wise", "layer_wise")
-_PART = re.compile(r"^backbone\.model\.(?:(?P<stem>stem)|stages\.(?P<stage>\d+)\.(?:(?P<down>downsample)|"
+_PART = re.compile(r"^backbone\.(?:body\.)?model\."
+                   r"(?:(?P<stem>stem)|stages\.(?P<stage>\d+)\.(?:(?P<down>downsample)|"
                    r"blocks\.(?P<block>\d+)))\.")
 
 

@@ -1,10 +1,11 @@
 """Learning-rate schedules stepped once per optimizer step: linear warm-up then cosine decay (ConvNeXt,
-UniRepLKNet), ConvMixer's one-cycle (linear up to the peak, linear down to zero), ResNet's step decay, or the
-dense tasks' poly decay (mmsegmentation's, as the authors' UperNet configs use it)."""
+UniRepLKNet), ConvMixer's one-cycle (linear up to the peak, linear down to zero), ResNet's step decay (or
+mmdetection's, at given epochs), or the dense tasks' poly decay (mmsegmentation's, as the authors' UperNet
+configs use it)."""
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -28,11 +29,15 @@ def one_cycle_factor(step: int, total_steps: int, peak_step: int) -> float:
     return max(0.0, (total_steps - step) / max(1, total_steps - peak_step))
 
 
-def step_decay_factor(step: int, total_steps: int, warmup_steps: int) -> float:
-    """Linear warm-up, then 1, 0.1 and 0.01 over the three thirds of the rest: the classic ResNet schedule
-    (x0.1 at epochs 30 and 60 of 90) at any length."""
+def step_decay_factor(step: int, total_steps: int, warmup_steps: int,
+                      milestones: Sequence[int] | None = None) -> float:
+    """Linear warm-up, then x0.1 at each of ``milestones`` (steps; mmdetection's 3x schedule: epochs 27 and 33 of
+    36), by default 1, 0.1 and 0.01 over the three thirds of the rest: the classic ResNet schedule (x0.1 at epochs
+    30 and 60 of 90) at any length."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
+    if milestones is not None:
+        return 0.1 ** sum(step >= m for m in milestones)
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return 0.1 ** min(2, int(3 * progress))
 
@@ -73,11 +78,15 @@ SCHEDULES: dict[str, Callable[[int, int, float, float], Callable[[int], float]]]
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, lr: float,
-                    min_lr: float, kind: str = "cosine") -> torch.optim.lr_scheduler.LambdaLR:
+                    min_lr: float, kind: str = "cosine", milestones: Sequence[int] | None = None
+                    ) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR (its state saves and resumes with the run): ``warmup_cosine_factor``, for "onecycle"
     ``one_cycle_factor`` peaking after the warm-up steps, for "step" ``step_decay_factor``, for "poly"
-    ``warmup_poly_factor``. An unknown
-    ``kind`` is a ConfigError."""
+    ``warmup_poly_factor``; ``milestones`` (steps) place the step schedule's decays. An unknown ``kind`` is a
+    ConfigError."""
     if kind not in SCHEDULES:
         raise ConfigError(f"sched must be one of {', '.join(SCHEDULES)}, got {kind!r}")
+    if kind == "step" and milestones is not None:
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: step_decay_factor(step, total_steps, warmup_steps, milestones))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, SCHEDULES[kind](total_steps, warmup_steps, lr, min_lr))

@@ -1,5 +1,6 @@
 """The tasks the training loop runs, one file each: classification (any modality), forecasting (time series),
-semantic segmentation (UperNet) and FCMAE pre-training; detection lands here next.
+semantic segmentation (UperNet), detection / instance segmentation (Mask R-CNN and the other detectors) and FCMAE
+pre-training.
 
 A run's config names its task (``task:``; FCMAE's config is its own); ``build_task`` makes it, ``train`` runs it
 in the one loop (``modernconv.engine.Trainer``). Adding a task is writing one file with a ``Task`` subclass
@@ -10,12 +11,13 @@ from ..config import RunConfig
 from ..engine import Trainer, TrainResult
 from ..engine.task import Task
 from .classification import ClassificationTask
+from .detection import DetectionTask
 from .fcmae import ENCODER_FILE, FCMAETask
 from .forecasting import ForecastTask
 from .segmentation import SegmentationTask
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (ClassificationTask, ForecastTask, SegmentationTask,
-                                                            FCMAETask)}
+                                                            DetectionTask, FCMAETask)}
 
 
 def build_task(cfg: RunConfig) -> Task:
@@ -37,5 +39,5 @@ def train(cfg: RunConfig) -> TrainResult:
         trainer.close()
 
 
-__all__ = ["ENCODER_FILE", "TASKS", "ClassificationTask", "FCMAETask", "ForecastTask", "SegmentationTask",
+__all__ = ["ENCODER_FILE", "TASKS", "ClassificationTask", "DetectionTask", "FCMAETask", "ForecastTask", "SegmentationTask",
            "build_task", "train", "trainer_for"]
