@@ -197,6 +197,10 @@ def test_a_detection_run_trains_keeps_its_best_and_evaluates(coco, tmp_path, cap
     assert main(["predict", "--checkpoint", best, str(image), "--output", str(pictures), "--min-score", "0"]) == 0
     drawn = Image.open(pictures / "000100.png")
     assert drawn.size == (96, 96) and drawn.mode == "RGB"
+    listed = json.loads((pictures / "detections.json").read_text())  # COCO's results format, names beside
+    assert isinstance(listed, list) and all(r["image_id"] == 0 and r["file_name"] == str(image) for r in listed)
+    assert all(r["category"] == SCENE_CLASSES[r["category_id"]] and len(r["bbox"]) == 4 and "segmentation" in r
+               for r in listed)
     assert main(["predict", "--checkpoint", best, str(image), "--output", str(pictures)]) == 2
     assert "--force" in capsys.readouterr().err
 
@@ -217,3 +221,18 @@ def test_a_detection_run_resumes_exactly(coco, tmp_path, monkeypatch):
 def test_train_task_detection_alone_is_the_scenes_recipe():
     recipe = load_config(Path(__file__).resolve().parents[1] / "configs" / "detection_scenes.yaml")
     assert load_config(None, {"task": "detection"}) == recipe and recipe.data == "scenes"
+
+
+def test_large_scale_jitter_moves_boxes_and_masks_with_the_image():
+    torch.manual_seed(0)
+    data = SceneInstances("train", detection_transform(True, 0.5, scale_jitter=(0.3, 2.0), size=64))
+    for index in range(8):
+        image, target = data[index]
+        assert image.shape == (3, 64, 64)
+        masks, boxes = target["masks"], target["boxes"]
+        assert masks.shape[1:] == (64, 64) and len(masks) == len(boxes) == len(target["labels"])
+        for mask, box in zip(masks, boxes):  # each box still bounds its (cropped) mask
+            if mask.any():
+                ys, xs = torch.nonzero(mask, as_tuple=True)
+                assert box[0] <= xs.min() + 1 and box[1] <= ys.min() + 1
+                assert box[2] >= xs.max() and box[3] >= ys.max()

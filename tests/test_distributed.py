@@ -116,22 +116,35 @@ def test_pretraining_on_two_processes_masks_each_rank_apart_and_resumes_mid_epoc
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_detection_run_on_two_processes_scores_each_image_once(tmp_path):
-    from test_detection_task import QUICK, write_coco
+@pytest.mark.parametrize("task", ["segmentation", "detection"])
+def test_a_dense_run_on_two_processes_scores_each_image_once(task, tmp_path):
+    """Ranks end equal, and the held-out score logged by the 2-process run (5 images: shares of 3 and 2) equals
+    one process's evaluation of the same weights: no image is counted twice or left out."""
+    from modernconv.conversion import model_from_checkpoint
+    from modernconv.engine.inference import evaluate_detector, evaluate_segmenter
+    from test_detection_task import QUICK as DETECTION, write_coco
+    from test_segmentation_task import QUICK as SEGMENTATION, write_scenes
 
-    write_coco(tmp_path / "coco", "train", 8)
-    write_coco(tmp_path / "coco", "val", 5, first=100)  # odd: the loaders pad one rank's share
+    data = tmp_path / "data"
+    if task == "detection":
+        write_coco(data, "train", 8)
+        write_coco(data, "val", 5, first=100)
+    else:
+        write_scenes(data, "train", range(8))
+        write_scenes(data, "val", range(100, 105))
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    cfg = {**QUICK, "data": str(tmp_path / "coco"), "epochs": 1, "batch_size": 2, "output": str(tmp_path / "ddp")}
+    quick = DETECTION if task == "detection" else SEGMENTATION
+    cfg = {**quick, "data": str(data), "epochs": 1, "batch_size": 2, "output": str(tmp_path / "ddp")}
     proc = torchrun(script, cfg, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rank0, rank1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
     logged = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[-1])
-    from modernconv.conversion import model_from_checkpoint
-    from modernconv.engine.inference import evaluate_detector
-
     model, info = model_from_checkpoint(tmp_path / "ddp" / "last.safetensors")
-    scores, _, count = evaluate_detector(model, info, str(tmp_path / "coco"))
-    assert count == 5 and logged["val_bbox_ap"] == pytest.approx(scores["bbox_ap"], abs=1e-9)
+    if task == "detection":
+        scores, _, count = evaluate_detector(model, info, str(data))
+        assert count == 5 and logged["val_bbox_ap"] == pytest.approx(scores["bbox_ap"], abs=1e-9)
+    else:
+        scores = evaluate_segmenter(model, info, str(data))
+        assert scores.count == 5 and logged["val_miou"] == pytest.approx(scores.miou, abs=1e-9)

@@ -95,21 +95,20 @@ def write_segmentation(item: dict, folder: Path, class_names: list[str]) -> dict
     return {"image": item["image"], "mask": str(paths["mask"]), "overlay": str(paths["overlay"]), "classes": shares}
 
 
-def write_detections(item: dict, folder: Path, class_names: list[str], min_score: float) -> dict:
-    """``item``'s detections scoring at least ``min_score`` drawn on the image (masks half-blended in their class
-    colour, boxes, class names and scores) as ``folder/STEM.png``; returns the JSON record (the file and the
-    detections: class, score, box x1 y1 x2 y2)."""
+def write_detections(item: dict, folder: Path, class_names: list[str]) -> dict:
+    """``item``'s detections drawn on the image (masks half-blended in their class colour, boxes, class names and
+    scores) as ``folder/STEM.png``; returns the JSON record (the file and the detections: class, score, box
+    x1 y1 x2 y2)."""
     from PIL import Image, ImageDraw
 
     folder.mkdir(parents=True, exist_ok=True)
     found = item["found"]
-    keep = found["scores"] >= min_score
-    boxes, labels, scores = found["boxes"][keep], found["labels"][keep], found["scores"][keep]
+    boxes, labels, scores = found["boxes"], found["labels"], found["scores"]
     palette = class_palette()
     picture = Image.fromarray(item["pixels"].permute(1, 2, 0).numpy())
     if "masks" in found:
         tint = np.asarray(picture, dtype=np.float32)
-        for mask, label in zip(found["masks"][keep][:, 0].numpy() >= 0.5, labels.tolist()):
+        for mask, label in zip(found["masks"][:, 0].numpy() >= 0.5, labels.tolist()):
             tint[mask] = 0.5 * tint[mask] + 0.5 * np.array(palette[3 * label:3 * label + 3], np.float32)
         picture = Image.fromarray(tint.round().astype(np.uint8))
     draw = ImageDraw.Draw(picture)

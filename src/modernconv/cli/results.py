@@ -13,6 +13,8 @@ from ..files import atomic_write_text
 from .common import (COMPILE_PAYS_FROM, add_command, add_fast_options, add_segment_mode_options, fast_path, free_path,
                      model_or_checkpoint, segment_mode)
 
+DETECTIONS_JSON = "detections.json"  # predict's COCO-results file beside the drawn images
+
 
 def cmd_collapse(args: argparse.Namespace) -> int:
     """The ConvNeXt V2 paper's feature-collapse score of every block's expansion-MLP activation (after GELU,
@@ -196,18 +198,30 @@ def _predict_masks(model: Any, info: Any, paths: list[str], args: argparse.Names
 
 def _predict_detections(model: Any, info: Any, paths: list[str], args: argparse.Namespace) -> int:
     """``predict`` with a detection checkpoint: each image drawn with its detections into the ``--output`` folder,
-    and the detections listed (``--json``: as JSON)."""
+    the detections listed (``--json``: as JSON) and written in COCO's results format to
+    ``--output/detections.json`` (``image_id``: the input's position, ``file_name`` beside it; ``category_id``: the
+    label 1..N, ``category``: its name)."""
+    from ..dense.coco_eval import to_coco_results
     from ..engine.inference import detect_images
     from .inputs import write_detections
 
     if not args.output or Path(args.output).suffix:
         raise UserError("a detection checkpoint draws its detections on each image: give --output DIR")
     folder = Path(args.output)
-    taken = [folder / f"{Path(p).stem}.png" for p in paths if (folder / f"{Path(p).stem}.png").exists()]
-    if taken and not args.force:
-        raise UserError(f"{taken[0]} exists; give --force to overwrite the pictures in {folder}")
-    written = [write_detections(item, folder, info.class_names, args.min_score) if "found" in item else item
-               for item in detect_images(model, paths, args.workers)]
+    taken = [folder / f"{Path(p).stem}.png" for p in paths] + [folder / DETECTIONS_JSON]
+    if any(f.exists() for f in taken) and not args.force:
+        raise UserError(f"{next(f for f in taken if f.exists())} exists; give --force to overwrite the pictures "
+                        f"in {folder}")
+    results, written = [], []
+    for index, item in enumerate(detect_images(model, paths, args.workers)):
+        if "found" in item:
+            keep = item["found"]["scores"] >= args.min_score
+            found = {k: v[keep] for k, v in item["found"].items()}
+            results += [{**r, "file_name": item["image"], "category": info.class_names[r["category_id"] - 1]}
+                        for r in to_coco_results([found], [index], int)]
+            item = write_detections({**item, "found": found}, folder, info.class_names)
+        written.append(item)
+    atomic_write_text(folder / DETECTIONS_JSON, json.dumps(results))
     if args.json:
         print(json.dumps(written))
     for item in written:
@@ -216,6 +230,8 @@ def _predict_detections(model: Any, info: Any, paths: list[str], args: argparse.
             print(f"{item['image']}: {item['drawn']} ({found})", flush=True)
         elif "error" in item:
             print(f"modernconv: error: {item['image']}: {item['error']}", file=sys.stderr)
+    if not args.json:
+        print(f"detections (COCO results format): {folder / DETECTIONS_JSON}")
     return 2 if any("error" in item for item in written) else 0
 
 

@@ -29,7 +29,7 @@ CLASSIFICATION_ONLY = ("randaugment_magnitude", "auto_augment", "random_erasing"
                        "head_init_scale")
 # what the dense tasks learn from and how they augment it (their refusal of classification's options says so)
 DENSE_AUGMENTATION = {"segmentation": "images with masks; augmentation: hflip, ratio_range, base_size",
-                      "detection": "images with boxes and masks; augmentation: hflip, min_size (multi-scale)"}
+                      "detection": "images with boxes and masks; augmentation: hflip, min_size (multi-scale), scale_jitter"}
 # a task's recipe defaults, beneath the recipe file and the command line: `train --task segmentation` alone runs
 # the small CPU recipe on the built-in scenes (configs/segmentation_scenes.yaml spells the same values out)
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -246,6 +246,9 @@ class DetectionOptions:
                                                "training image (multi-scale, e.g. 480 512 ... 800)", check=">=1")
     max_size: int = option(1333, "longest side of the resized images", check=">=1")
     fpn_channels: int = option(256, "the FPN's width, also the mask head's (the papers: 256)", check=">=1")
+    scale_jitter: tuple[float, float] | None = option(None, "large-scale jitter: resize to the largest min_size "
+                                                             "square times a random factor in min max (e.g. 0.1 "
+                                                             "2.0), crop or pad to it (none = off)", check=">0")
     keep_empty: bool = option(False, "also train on images without objects (mmdetection drops them)")
     detector_options: dict = option(None, "torchvision's options of the detector as a YAML mapping, e.g. "
                                           "{box_batch_size_per_image: 128}", factory=dict)
@@ -288,6 +291,8 @@ class TrainConfig(DetectionOptions, SegmentationOptions, ClassificationOptions, 
                                   f"{self.task} ({DENSE_AUGMENTATION[self.task]})")
             if self.ratio_range[0] > self.ratio_range[1]:
                 raise ConfigError(f"ratio_range must be min max with min <= max, got {list(self.ratio_range)}")
+            if self.scale_jitter is not None and self.scale_jitter[0] > self.scale_jitter[1]:
+                raise ConfigError(f"scale_jitter must be min max with min <= max, got {list(self.scale_jitter)}")
         if self.auto_augment is not None:
             if self.randaugment_magnitude is not None:
                 raise ConfigError("give auto_augment (timm's policy) or randaugment_magnitude, not both")

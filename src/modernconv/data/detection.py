@@ -35,10 +35,17 @@ VOC_OBJECTS = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
 
 
-def detection_transform(train: bool, hflip: bool = True) -> Callable:
-    """The joint transform: a horizontal flip in training (boxes and masks follow), then the image to float in
-    [0, 1]; the detector resizes (multi-scale in training) and normalises itself."""
-    steps = [v2.RandomHorizontalFlip(0.5)] if train and hflip else []
+def detection_transform(train: bool, hflip: float = 0.5, scale_jitter: tuple[float, float] | None = None,
+                        size: int = 1024) -> Callable:
+    """The joint transform (boxes and masks follow the image): in training a horizontal flip (probability
+    ``hflip``) and, with ``scale_jitter`` (low, high), large-scale jitter (resized to ``size`` x ``size`` times a
+    random factor in that range, keeping the aspect, then a random ``size`` x ``size`` crop, padded where
+    smaller; boxes cut to nothing are dropped); then the image to float in [0, 1]. The detector resizes
+    (multi-scale in training) and normalises itself."""
+    steps: list = [v2.RandomHorizontalFlip(hflip)] if train and hflip else []
+    if train and scale_jitter is not None:
+        steps += [v2.ScaleJitter((size, size), scale_jitter, antialias=True),
+                  v2.RandomCrop(size, pad_if_needed=True)]
     return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.SanitizeBoundingBoxes()])
 
 

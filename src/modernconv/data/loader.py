@@ -34,7 +34,11 @@ def epoch_order(dataset: Dataset, train: bool, seed: int, epoch: int, distribute
     """This process's sample indices for the epoch: shuffled for training, in order for evaluation.
 
     One process shuffles exactly as DistributedSampler does, so N processes of batch B see together the
-    batches that one process of batch N*B sees."""
+    batches that one process of batch N*B sees. Evaluation splits the set into disjoint strided shares, none
+    padded, so metrics summed over the processes count every sample exactly once."""
+    if distributed and not train:
+        world = num_replicas if num_replicas is not None else torch.distributed.get_world_size()
+        return list(range(rank if rank is not None else torch.distributed.get_rank(), len(dataset), world))
     if distributed or train:
         sampler = DistributedSampler(dataset, num_replicas=num_replicas if distributed else 1,
                                      rank=rank if distributed else 0, shuffle=train, seed=seed, drop_last=train)

@@ -53,6 +53,15 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return values
 
 
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Rank 0's buffers (BatchNorm's running statistics) on every process: DDP keeps the parameters equal, but
+    each process updates its statistics on its own share after DDP's last broadcast, so the processes would
+    evaluate (and rank 0 save) different models."""
+    if info.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def gather_objects(obj: object, info: DistInfo) -> list:
     """Every process's ``obj``, in rank order (``[obj]`` on one process); every rank must call it."""
     if not info.enabled:

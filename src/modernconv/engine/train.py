@@ -24,7 +24,8 @@ from ..errors import ConfigError, RunStopped, StorageError, TrainingDivergedErro
 from ..models import model_data_config
 from ..optim import build_optimizer, build_scheduler
 from ..runtime import autocast, resolve_device
-from .distributed import all_reduce_sum, barrier, broadcast_object, gather_objects, init_distributed, shutdown
+from .distributed import (all_reduce_sum, barrier, broadcast_buffers, broadcast_object, gather_objects,
+                          init_distributed, shutdown)
 from .ema import build_ema
 from .logbook import Logbook
 from .run_folder import check_run_dir, create_run_dir
@@ -353,6 +354,8 @@ class Trainer:
                     seed_all(_epoch_seed(cfg.seed, epoch, self.dist.rank))
                 row = {"epoch": epoch + 1, **self._train_epoch(epoch, progress, stop)}  # numbered from 1
                 progress.epoch, progress.batches_done = epoch + 1, 0
+                for module in (self.model, *([self.ema.module] if self.ema is not None else [])):
+                    broadcast_buffers(module, self.dist)  # one model on every process for evaluating and saving
                 self._check_finite(progress)
                 with self._storage_errors():
                     self._evaluate(row, progress)

@@ -39,8 +39,8 @@ class DetectionTask(Task):
     def build_data(self, ctx: RunContext) -> TaskData:
         cfg = self.cfg
         pycocotools_mask()  # masks and the evaluation need it: say so before anything runs
-        train = detection_split(cfg.data, "train", detection_transform(True, cfg.hflip > 0), self.masks,
-                                cfg.keep_empty, cfg.skip_bad_images)
+        transform = detection_transform(True, cfg.hflip, cfg.scale_jitter, max(cfg.min_size))
+        train = detection_split(cfg.data, "train", transform, self.masks, cfg.keep_empty, cfg.skip_bad_images)
         self.val: DetectionSet = detection_split(cfg.data, "val", detection_transform(False), self.masks, True,
                                                  cfg.skip_bad_images)
         self.val_loader = build_loader(self.val, cfg.batch_size, train=False, seed=cfg.seed, num_workers=cfg.workers,
