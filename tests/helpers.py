@@ -105,6 +105,30 @@ def die_after_steps(trainer, monkeypatch, steps: int) -> None:
     monkeypatch.setattr(trainer, "_optimizer_step", step_then_die)
 
 
+def resumed_equals_uninterrupted(cfg: dict, folder: Path, monkeypatch, die_after: int = 5) -> bool:
+    """Train ``cfg`` whole, and again killed after ``die_after`` optimizer steps and resumed, in two run folders
+    under ``folder``: whether the two final weights are equal."""
+    from safetensors.torch import load_file
+
+    from modernconv.config import load_config
+    from modernconv.tasks import train, trainer_for
+
+    train(load_config(None, {**cfg, "output": str(folder / "full")}))
+    cut = trainer_for(load_config(None, {**cfg, "output": str(folder / "cut")}))
+    die_after_steps(cut, monkeypatch, die_after)
+    try:
+        cut.fit()
+    except Interrupt:
+        pass
+    else:
+        raise AssertionError(f"the run ended before step {die_after + 1}")
+    finally:
+        cut.close()
+    train(load_config(None, {**cfg, "output": str(folder / "cut"), "resume": True}))
+    a, b = (load_file(str(folder / n / "last.safetensors")) for n in ("full", "cut"))
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 @functools.cache
 def has_cxx_compiler() -> bool:
     """Whether torch.compile's CPU backend (Inductor) finds a C++ compiler on this machine."""

@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from safetensors.torch import load_file
 
 from modernconv.cli import main
 from modernconv.config import load_config
@@ -21,9 +20,9 @@ from modernconv.data.detection import SceneInstances, detection_split, detection
 from modernconv.data.scenes import SCENE_CLASSES
 from modernconv.dense.coco_eval import coco_scores
 from modernconv.errors import DataError
-from modernconv.tasks import train, trainer_for
+from modernconv.tasks import train
 
-from helpers import Interrupt, die_after_steps
+from helpers import resumed_equals_uninterrupted
 
 CATEGORY_IDS = [3, 7, 11, 20, 42]  # the five shapes under ids that are not 1..5
 QUICK = dict(task="detection", detector="mask_rcnn", model="convnext_atto", epochs=2, batch_size=2, min_size=(64,),
@@ -207,15 +206,8 @@ def test_a_detection_run_trains_keeps_its_best_and_evaluates(coco, tmp_path, cap
 
 def test_a_detection_run_resumes_exactly(coco, tmp_path, monkeypatch):
     cfg = {**QUICK, "data": str(coco), "save_every_steps": 2}
-    train(load_config(None, {**cfg, "output": str(tmp_path / "full")}))
-    cut = trainer_for(load_config(None, {**cfg, "output": str(tmp_path / "cut")}))
-    die_after_steps(cut, monkeypatch, 5)  # after the step-4 checkpoint, in the second epoch (4 steps each)
-    with pytest.raises(Interrupt):
-        cut.fit()
-    cut.close()
-    train(load_config(None, {**cfg, "output": str(tmp_path / "cut"), "resume": True}))
-    a, b = (load_file(str(tmp_path / n / "last.safetensors")) for n in ("full", "cut"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    # killed after the step-4 checkpoint, in the second epoch (4 steps each)
+    assert resumed_equals_uninterrupted(cfg, tmp_path, monkeypatch, die_after=5)
 
 
 def test_train_task_detection_alone_is_the_scenes_recipe():

@@ -11,7 +11,6 @@ import pytest
 import torch
 from PIL import Image
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 from modernconv.cli import main
 from modernconv.config import load_config
@@ -19,9 +18,9 @@ from modernconv.data.scenes import SCENE_CLASSES, make_scene
 from modernconv.data.seg_transforms import SegmentationEvalTransform, SegmentationTrainTransform
 from modernconv.data.segmentation import segmentation_split
 from modernconv.errors import DataError
-from modernconv.tasks import train, trainer_for
+from modernconv.tasks import train
 
-from helpers import Interrupt, die_after_steps
+from helpers import resumed_equals_uninterrupted
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 QUICK = dict(task="segmentation", model="convnext_atto", img_size=32, epochs=2, batch_size=4, decode_channels=16,
@@ -153,15 +152,8 @@ def test_segmentation_test_modes_are_refused_for_a_classifier(tmp_path, capsys):
 
 def test_a_segmentation_run_resumes_exactly(plain, tmp_path, monkeypatch):
     cfg = {**QUICK, "data": str(plain), "save_every_steps": 2}
-    train(load_config(None, {**cfg, "output": str(tmp_path / "full")}))
-    cut = trainer_for(load_config(None, {**cfg, "output": str(tmp_path / "cut")}))
-    die_after_steps(cut, monkeypatch, 5)  # after the step-4 checkpoint, in the second epoch (4 steps each)
-    with pytest.raises(Interrupt):
-        cut.fit()
-    cut.close()
-    train(load_config(None, {**cfg, "output": str(tmp_path / "cut"), "resume": True}))
-    a, b = (load_file(str(tmp_path / n / "last.safetensors")) for n in ("full", "cut"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    # killed after the step-4 checkpoint, in the second epoch (4 steps each)
+    assert resumed_equals_uninterrupted(cfg, tmp_path, monkeypatch, die_after=5)
 
 
 def test_predict_writes_index_masks_and_overlays(plain, tmp_path, capsys):

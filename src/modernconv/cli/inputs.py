@@ -116,7 +116,8 @@ def write_detections(item: dict, folder: Path, class_names: list[str]) -> dict:
     for box, label, score in zip(boxes.tolist(), labels.tolist(), scores.tolist()):
         colour = tuple(palette[3 * label:3 * label + 3])
         name = class_names[label - 1] if 0 < label <= len(class_names) else str(label)
-        draw.rectangle(box, outline=colour, width=2)
+        x1, y1, x2, y2 = box
+        draw.rectangle((x1, y1, max(x2, x1 + 4), max(y2, y1 + 4)), outline=colour, width=2)  # tiny ones drawn 4 px
         draw.text((box[0] + 2, box[1] + 1), f"{name} {score:.2f}", fill=colour)
         records.append({"class": name, "score": round(score, 4), "box": [round(v, 1) for v in box]})
     path = folder / f"{Path(item['image']).stem}.png"

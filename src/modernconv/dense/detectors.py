@@ -24,11 +24,10 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 
 from ..checkpoint import LoadReport, load_tensors
 from ..errors import CheckpointError, ConfigError
-from ..models import create_model
-from ..models.features import FeatureBackbone
 from .cascade import CascadeRoIHeads
 from .detection_layouts import split_detector_state
 from .fpn import FPNBackbone
+from .pyramid import pyramid_backbone
 
 
 class Detector:
@@ -126,26 +125,17 @@ def create_detector(kind: str, backbone: str, num_classes: int, *, out_norms: bo
                     max_size: int = 1333, fpn_channels: int = 256, detector_options: dict[str, Any] | None = None,
                     **kwargs: Any) -> nn.Module:
     """Detector ``kind`` (``DETECTORS``) over registered model ``backbone`` for ``num_classes`` object classes.
-    ``kwargs``: the backbone's ``create_model`` options (e.g. ``drop_path_rate``); ``out_norms``: a LayerNorm on
-    each map (None: where the backbone normalises with LayerNorm, as the authors' ConvNeXt and UniRepLKNet
-    detection backbones do); ``pretrained_backbone``: classification weights for it (any layout
-    ``load_checkpoint`` reads); ``fpn_channels``: the FPN's width (the papers' 256), also the mask head's;
-    ``detector_options``: torchvision's own options of that detector (e.g.
+    ``kwargs``: the backbone's ``create_model`` options (e.g. ``drop_path_rate``); ``out_norms`` and
+    ``pretrained_backbone`` as ``dense.pyramid.pyramid_backbone``'s; ``fpn_channels``: the FPN's width (the
+    papers' 256), also the mask head's; ``detector_options``: torchvision's own options of that detector (e.g.
     ``box_batch_size_per_image``, ``rpn_post_nms_top_n_train``, ``box_score_thresh``)."""
     if kind not in DETECTORS:
         raise ConfigError(f"unknown detector {kind!r}; choose from {', '.join(DETECTORS)}")
     if num_classes < 1:
         raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
-    network = create_model(backbone, pretrained=pretrained_backbone, **kwargs)
-    reductions = [f["reduction"] for f in network.feature_info]
-    if len(reductions) < 4 or len(set(reductions)) < len(reductions):
-        raise ConfigError(f"{backbone} keeps one resolution (stride {reductions[-1]} in every block); an FPN needs "
-                          "a pyramid of four stages: use a hierarchical model (ConvNeXt, ConvNeXt V2, UniRepLKNet, "
-                          "a roadmap step)")
-    if out_norms is None:
-        out_norms = any(isinstance(m, nn.LayerNorm) for m in network.modules())
     detector = DETECTORS[kind]
-    body = FeatureBackbone(network, (0, 1, 2, 3), out_norms)
+    body = pyramid_backbone(backbone, out_norms, pretrained_backbone, **kwargs)
+    network = body.model
     config = network.data_config
     model = detector(FPNBackbone(body, fpn_channels, detector.levels), num_classes=num_classes + 1,
                      min_size=min_size, max_size=max_size, image_mean=list(config.mean), image_std=list(config.std),

@@ -19,9 +19,9 @@ from torch import nn
 
 from ..checkpoint import LoadReport, load_tensors
 from ..errors import CheckpointError, ConfigError
-from ..models import create_model
 from ..models.features import FeatureBackbone
 from .layouts import split_segmenter_state
+from .pyramid import pyramid_backbone
 from .upernet import FCNHead, UperNetHead, resize
 
 AUX_INDEX = 2  # the auxiliary head reads stage 2's map (stride 16), as in the authors' configs
@@ -80,19 +80,8 @@ def create_segmenter(backbone: str, num_classes: int, *, out_norms: bool | None 
                      aux_channels: int = 256, auxiliary: bool = True, pretrained_backbone: str | None = None,
                      **kwargs: Any) -> Segmenter:
     """UperNet over registered model ``backbone`` (``kwargs``: its ``create_model`` options, e.g.
-    ``drop_path_rate``). ``out_norms``: a LayerNorm on each map (None: where the backbone normalises with
-    LayerNorm, as the authors' ConvNeXt and UniRepLKNet backbones do; not for the BatchNorm ResNet steps, as
-    mmsegmentation's ResNet). ``pretrained_backbone``: classification weights for the backbone (any layout
-    ``load_checkpoint`` reads; its classifier is left out)."""
+    ``drop_path_rate``); ``out_norms`` and ``pretrained_backbone`` as ``dense.pyramid.pyramid_backbone``'s."""
     if num_classes < 1:
         raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
-    network = create_model(backbone, pretrained=pretrained_backbone, **kwargs)
-    reductions = [f["reduction"] for f in network.feature_info]
-    if len(reductions) < 4 or len(set(reductions)) < len(reductions):
-        raise ConfigError(f"{backbone} keeps one resolution (stride {reductions[-1]} in every block); UperNet needs "
-                          "a pyramid of four stages: use a hierarchical model (ConvNeXt, ConvNeXt V2, UniRepLKNet, "
-                          "a roadmap step)")
-    if out_norms is None:
-        out_norms = any(isinstance(m, nn.LayerNorm) for m in network.modules())
-    features = FeatureBackbone(network, (0, 1, 2, 3), out_norms)
+    features = pyramid_backbone(backbone, out_norms, pretrained_backbone, **kwargs)
     return Segmenter(features, num_classes, channels, aux_channels, auxiliary=auxiliary)

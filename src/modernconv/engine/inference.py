@@ -165,39 +165,40 @@ def read_rgb(path: str) -> torch.Tensor:
     return torch.from_numpy(np.array(read_image(path, 3))).permute(2, 0, 1)
 
 
-@torch.no_grad()
-def segment_images(model: nn.Module, info: CheckpointInfo, paths: list[str], workers: int = 0,
-                   mode: SegmentMode = SegmentMode()) -> list[dict]:
-    """For each image file, in order: {"image", "mask"} with the int64 class of every pixel at the image's own
-    size (the logits at the checkpoint's evaluation size, resized back), or {"image", "error"}."""
-    transform = SegmentationEvalTransform(info.preprocessing.mean, info.preprocessing.std,
-                                          info.segmenter.get("base_size"))
+def each_image(paths: list[str], workers: int, apply: Callable[[torch.Tensor], dict]) -> list[dict]:
+    """For each image file, in order: {"image", "pixels" (uint8 3 x H x W), **apply(pixels)}, or {"image",
+    "error"} for a file that cannot be read; decoded by ``workers`` processes, one image at a time."""
     files = SampleFiles([str(p) for p in paths], read_rgb)
-    device = next(model.parameters()).device
-    out: list[dict] = [{} for _ in paths]
-    for indices, images, bad in DataLoader(files, batch_size=1, num_workers=workers, collate_fn=_collate):
-        for i, error in bad:
-            out[i] = {"image": files.paths[i], "error": error}
-        if images is None:
-            continue
-        image = images[0]
-        scores = segment(model, transform(image, image)[0][None].to(device), image.shape[-2:], mode)
-        out[indices[0]] = {"image": files.paths[indices[0]], "mask": scores.argmax(1)[0].cpu(), "pixels": image}
-    return out
-
-
-@torch.no_grad()
-def detect_images(model: nn.Module, paths: list[str], workers: int = 0) -> list[dict]:
-    """For each image file, in order: {"image", "pixels", "found"} with the detector's output (boxes, labels,
-    scores, masks) at the image's own size, or {"image", "error"}."""
-    files = SampleFiles([str(p) for p in paths], read_rgb)
-    device = next(model.parameters()).device
     out: list[dict] = [{} for _ in paths]
     for indices, images, bad in DataLoader(files, batch_size=1, num_workers=workers, collate_fn=_collate):
         for i, error in bad:
             out[i] = {"image": files.paths[i], "error": error}
         if images is not None:
-            found = model([images[0].to(device).float() / 255])[0]
-            out[indices[0]] = {"image": files.paths[indices[0]], "pixels": images[0],
-                               "found": {k: v.cpu() for k, v in found.items()}}
+            out[indices[0]] = {"image": files.paths[indices[0]], "pixels": images[0], **apply(images[0])}
     return out
+
+
+@torch.no_grad()
+def segment_images(model: nn.Module, info: CheckpointInfo, paths: list[str], workers: int = 0,
+                   mode: SegmentMode = SegmentMode()) -> list[dict]:
+    """``each_image`` with "mask": the int64 class of every pixel at the image's own size (the logits at the
+    checkpoint's evaluation size, resized back)."""
+    transform = SegmentationEvalTransform(info.preprocessing.mean, info.preprocessing.std,
+                                          info.segmenter.get("base_size"))
+    device = next(model.parameters()).device
+
+    def apply(image: torch.Tensor) -> dict:
+        scores = segment(model, transform(image, image)[0][None].to(device), image.shape[-2:], mode)
+        return {"mask": scores.argmax(1)[0].cpu()}
+    return each_image(paths, workers, apply)
+
+
+@torch.no_grad()
+def detect_images(model: nn.Module, paths: list[str], workers: int = 0) -> list[dict]:
+    """``each_image`` with "found": the detector's output (boxes, labels, scores, masks) at the image's own
+    size."""
+    device = next(model.parameters()).device
+
+    def apply(image: torch.Tensor) -> dict:
+        return {"found": {k: v.cpu() for k, v in model([image.to(device).float() / 255])[0].items()}}
+    return each_image(paths, workers, apply)
