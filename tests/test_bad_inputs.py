@@ -153,6 +153,7 @@ def test_predict_reports_a_bad_file_keeps_the_others_and_never_blocks_on_a_fifo(
     results = json.loads(out)
     assert code == 2 and [("top" in r, "error" in r) for r in results] == [(True, False)] + [(False, True)] * 3
     assert [r["image"] for r in results] == files and err.count("modernconv: error:") == 3
+    assert "cannot read image" in results[1]["error"] and "skip_bad_images" not in err  # no option predict lacks
 
 
 def test_resume_keeps_the_runs_settings(trained, tmp_path, capsys):
@@ -174,3 +175,14 @@ def test_resuming_into_another_model_is_one_line(trained, tmp_path, capsys):
     code = main(["train", f"--output={run}", "--resume", *QUICK, "--model=convnextv2_atto"])
     err = capsys.readouterr().err
     assert code == 2 and "does not fit this run's model" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batchsize", "3"], "unknown option --batchsize (did you mean --batch-size"),
+    (["--scale", "0.5"], "scale: cannot use '0.5' as numbers (scale must be 2 numbers: RandomResizedCrop area"),
+    (["--pretrained"], "timm's --pretrained is --init PATH_OR_NAME"),
+])
+def test_option_mistakes_name_the_flag_and_say_what_it_takes(argv, message, capsys):
+    assert main(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

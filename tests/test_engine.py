@@ -140,8 +140,10 @@ def test_config_overrides_and_validation(tmp_path):
                          ({"scale": "[0.5]"}, "cannot use"), ({"ema_decay": "1"}, "ema_decay")]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_config(None, bad)
+    with pytest.raises(ConfigError, match="unknown option --epoch .did you mean --epochs"):
+        check_key("--epoch")  # a flag: answered with flags
     with pytest.raises(ConfigError, match="unknown option 'epoch' .did you mean epochs"):
-        check_key("--epoch")
+        check_key("epoch")  # a recipe key: answered with keys
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
     (tmp_path / "bad.yaml").write_text("epochs: [1, 2\n")

@@ -87,3 +87,21 @@ def test_a_tag_without_weights_sets_the_release_preprocessing(capsys, tmp_path, 
     out = capsys.readouterr().out
     assert "convnextv2_atto.fcmae " in out and "present" in out and "cc-by-nc-4.0" in out
     assert main(["weights", "nothing*"]) == 2
+
+
+def test_init_takes_a_released_name_through_the_cache(tmp_path, monkeypatch, capsys):
+    from modernconv.cli import main
+    from modernconv.config import load_config
+
+    monkeypatch.setenv("MODERNCONV_CACHE", str(tmp_path))
+    cfg = load_config(None, {"init": "convnextv2_atto.fcmae_ft_in1k"})
+    with pytest.raises(CheckpointError, match="not in the weights cache and nothing is downloaded"):
+        cfg.init_file()
+    torch.save(timm.create_model("convnextv2_atto").state_dict(), tmp_path / "convnextv2_atto_1k_224_ema.pt")
+    with pytest.warns(UserWarning, match="first use"):
+        assert cfg.init_file() == str(tmp_path / "convnextv2_atto_1k_224_ema.pt")
+    assert load_config(None, {"init": "missing.pth"}).init_file() == "missing.pth"  # a file: loading says
+    run = ["train", "--model", "convnextv2_atto", "--init", "convnextv2_atto.fcmae_ft_in1k", "--epochs", "1",
+           "--img-size", "32", "--batch-size", "32", "--output", str(tmp_path / "run"), "--progress", "false"]
+    assert main(run) == 0  # fine-tuned from the release: its classifier replaced by the digits' 10 classes
+    assert "classifier not loaded" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import torch
 import torchvision
 
 import modernconv
-from helpers import REFERENCE, Interrupt, calibrate_batchnorm_, die_after_steps, meta_model, randomize_
+from helpers import REFERENCE, Interrupt, die_after_steps, meta_model, randomize_
 from modernconv.analysis import count_macs, count_params
 from modernconv.checkpoint import load_checkpoint
 from modernconv.checkpoint.load import fit_state_dict

@@ -32,6 +32,17 @@ class DataError(UserError, ValueError):
     """A data set is missing, laid out wrongly, or holds a file that cannot be read."""
 
 
+class UnreadableFileError(DataError):
+    """One data file cannot be read or holds nothing usable. ``reason`` says why; the message adds the remedy of a
+    training run (skip such files), which ``predict`` leaves out (it reports each file and goes on)."""
+
+    REMEDY = "fix or remove it, or enable skip_bad_images (--skip-bad-images)"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason}; {self.REMEDY}")
+        self.reason = reason
+
+
 class StorageError(UserError):
     """A run could not write to its folder (full disk, read-only folder); what was saved before is kept."""
 

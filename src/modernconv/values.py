@@ -24,9 +24,10 @@ def plain_type(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
-def coerce(what: str, value: Any, hint: Any) -> Any:
+def coerce(what: str, value: Any, hint: Any, meaning: str | None = None) -> Any:
     """``value`` as the type ``hint`` names; ``what`` names the option in the error ("epochs", "video option
-    frames"). Strings are parsed as the command line gives them ("none", "true", "0.9,0.95", "{a: 1}")."""
+    frames"), ``meaning`` (its help line) says there what it is. Strings are parsed as the command line gives them
+    ("none", "true", "0.9,0.95", "{a: 1}")."""
     kind, optional = plain_type(hint)
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
         value = value[0]  # a tuple option's one word on the command line ("--base-size none")
@@ -36,8 +37,10 @@ def coerce(what: str, value: Any, hint: Any) -> Any:
         return _convert(kind, value)
     except (TypeError, ValueError, OverflowError, yaml.YAMLError):
         name = what.split()[-1]
-        raise ConfigError(f"{what}: cannot use {value!r} as {getattr(kind, '__name__', kind)} ({name} must be "
-                          f"{_describe(kind)})") from None
+        kind_name = "numbers" if typing.get_origin(kind) is tuple else getattr(kind, "__name__", kind)
+        about = f": {meaning}" if meaning else ""
+        raise ConfigError(f"{what}: cannot use {value!r} as {kind_name} ({name} must be {_describe(kind)}{about})"
+                          ) from None
 
 
 def _convert(kind: Any, value: Any) -> Any:

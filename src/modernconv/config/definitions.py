@@ -84,7 +84,8 @@ class RunConfig:
     layer_scale_init_value: float | None = option(None, "layer scale initial value (none = the model's default)",
                                                   check=">=0")
     in_chans: int = option(3, "input channels (the stem adapts; images are converted)", check=">=1")
-    init: str | None = option(None, "checkpoint to start from (any format load_checkpoint reads)")
+    init: str | None = option(None, "checkpoint to start from (any format load_checkpoint reads), or a released "
+                                    "weights name from the local cache (e.g. convnext_atto.d2_in1k)")
     sync_bn: bool = option(True, "BatchNorm -> SyncBatchNorm when training on several CUDA processes")
     # data
     data: str = option("digits", "digits, synthetic or PATH (train/ and val/ class folders); other modalities: "
@@ -136,6 +137,21 @@ class RunConfig:
     log_every_steps: int = option(10, "log loss, lr, images/s (and grad norm) every N optimizer steps",
                                   check=">=1")
     progress: bool = option(True, "progress: a bar on a terminal, else a plain line every log_every_steps steps")
+
+    def init_file(self) -> str | None:
+        """``init`` as a file to load: a released weights name (``convnext_atto.d2_in1k``) is resolved through the
+        local weights cache, as ``create_model(name, pretrained=True)`` does (one line when it is not there);
+        anything else is returned as given."""
+        if self.init is None or os.path.exists(self.init) or os.sep in self.init:
+            return self.init
+        from ..models.released import find_released, locate, split_tag
+
+        name, tag = split_tag(self.init)
+        try:
+            release = find_released(name, tag) if tag is not None else None
+        except ConfigError:  # no release of that name: a missing file, which loading says
+            return self.init
+        return self.init if release is None else str(locate(release))
 
     def validate(self) -> "RunConfig":
         """Raise ConfigError with a clear message for impossible values or combinations."""

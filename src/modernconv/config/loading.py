@@ -17,7 +17,8 @@ from .definitions import CONFIG_KINDS, TASK_DEFAULTS, RunConfig, TrainConfig, fi
 def coerce(name: str, value: Any, kind: type[RunConfig] = TrainConfig) -> Any:
     """Convert a YAML or command-line value to field ``name``'s type in config class ``kind`` (the one coercer,
     ``modernconv.values.coerce``), or raise ConfigError."""
-    return coerce_value(name, value, field_types(kind)[name][1])
+    spec, hint = field_types(kind)[name]
+    return coerce_value(name, value, hint, meaning=spec.metadata["help"])
 
 
 # timm's train.py names that mean one of our options exactly (accepted on the command line and in recipes)
@@ -28,7 +29,9 @@ TIMM_ALIASES = {"learning_rate": "lr", "drop_path": "drop_path_rate", "smoothing
 # timm's names whose meaning needs another spelling here
 TIMM_HINTS = {"amp": "--precision bf16 (or fp16)", "amp_dtype": "--precision bf16 or --precision fp16",
               "model_ema": "--ema-decay 0.9999",
-              "num_classes": "nothing: the data sets the classes"}
+              "num_classes": "nothing: the data sets the classes",
+              "pretrained": "--init PATH_OR_NAME (a checkpoint file, or a released weights name such as "
+                            "convnext_atto.d2_in1k: the network's starting weights)"}
 
 
 def check_key(key: Any, kind: type[RunConfig] = TrainConfig) -> str:
@@ -45,8 +48,10 @@ def check_key(key: Any, kind: type[RunConfig] = TrainConfig) -> str:
     if any(name in field_types(other) for other in CONFIG_KINDS):
         raise ConfigError(f"{name} does not apply to {kind.TASK}; remove it from the recipe")
     close = difflib.get_close_matches(name, list(field_types(kind)), n=3)
+    if key.startswith("--"):  # asked on the command line: answer with flags
+        close = [f"--{c.replace('_', '-')}" for c in close]
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise ConfigError(f"unknown option {name!r}{hint}")
+    raise ConfigError(f"unknown option {key if key.startswith('--') else repr(name)}{hint}")
 
 
 def _read_recipe(path: Path) -> dict:

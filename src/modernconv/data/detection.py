@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from ..errors import DataError
+from ..errors import DataError, UnreadableFileError
 from .coco import CocoFile, decode_mask, encode_mask, read_coco
 from .images import read_image
 from .scenes import SCENE_CLASSES, SCENE_SIZE, SCENES, make_instances
@@ -158,8 +158,8 @@ class CocoInstances(DetectionSet):
         path = self.folder / entry.file_name
         image = torch.from_numpy(np.array(read_image(str(path), 3))).permute(2, 0, 1)
         if image.shape[1:] != (entry.height, entry.width):
-            raise DataError(f"image {path} is {image.shape[2]}x{image.shape[1]}, its annotations say "
-                            f"{entry.width}x{entry.height}; fix or remove it, or enable skip_bad_images")
+            raise UnreadableFileError(f"image {path} is {image.shape[2]}x{image.shape[1]}, its annotations say "
+                            f"{entry.width}x{entry.height}")
         anns = entry.annotations
         masks = None
         if self.with_masks:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
+from ..errors import UnreadableFileError
 
 SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
@@ -35,4 +35,4 @@ def read_image(path: str, in_chans: int) -> Image.Image:
             img.load()
             return to_mode(img, base_mode(in_chans))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise DataError(f"cannot read image {path} ({err}); fix or remove it, or enable skip_bad_images") from None
+        raise UnreadableFileError(f"cannot read image {path} ({err})") from None

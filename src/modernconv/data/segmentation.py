@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..errors import DataError
+from ..errors import DataError, UnreadableFileError
 from .images import read_image
 from .scenes import SCENE_CLASSES, SceneSet
 
@@ -58,14 +58,14 @@ class SegmentationFiles(Dataset):
         image = torch.from_numpy(np.array(read_image(image_path, 3))).permute(2, 0, 1)
         mask = read_mask(mask_path)
         if mask.shape != image.shape[1:]:
-            raise DataError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}, its image "
-                            f"{image.shape[2]}x{image.shape[1]}; fix or remove it, or enable skip_bad_images")
+            raise UnreadableFileError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}, its image "
+                            f"{image.shape[2]}x{image.shape[1]}")
         if self.reduce_zero_label:
             mask = torch.where(mask == 0, IGNORE_INDEX, mask - 1)
         bad = mask[(mask >= self.num_classes) & (mask != IGNORE_INDEX)]
         if len(bad):
-            raise DataError(f"mask {mask_path} holds value {int(bad[0])}, not one of the {self.num_classes} classes "
-                            f"or {IGNORE_INDEX} (ignore); fix or remove it, or enable skip_bad_images")
+            raise UnreadableFileError(f"mask {mask_path} holds value {int(bad[0])}, not one of the {self.num_classes} classes "
+                            f"or {IGNORE_INDEX} (ignore)")
         return image, mask
 
     def __len__(self) -> int:
@@ -81,11 +81,11 @@ def read_mask(path: str) -> torch.Tensor:
         with Image.open(path) as img:
             img.load()
             if img.mode not in ("L", "P"):
-                raise DataError(f"mask {path} is a {img.mode} image, not an index PNG (one channel of class "
-                                "indices); fix or remove it, or enable skip_bad_images")
+                raise UnreadableFileError(f"mask {path} is a {img.mode} image, not an index PNG (one channel of class "
+                                "indices)")
             return torch.from_numpy(np.asarray(img, dtype=np.int64).copy())
     except (OSError, ValueError) as e:
-        raise DataError(f"cannot read mask {path} ({e}); fix or remove it, or enable skip_bad_images") from None
+        raise UnreadableFileError(f"cannot read mask {path} ({e})") from None
 
 
 def segmentation_split(source: str, split: str, transform: Callable, skip_bad: bool = False

@@ -18,7 +18,7 @@ from ..data.seg_transforms import SegmentationEvalTransform
 from ..data.segmentation import segmentation_split
 from ..dense.inference import SegmentMode, segment
 from ..dense.metrics import SegmentationResult
-from ..errors import DataError, UserError
+from ..errors import DataError, UnreadableFileError, UserError
 from ..modalities import get_modality
 from ..modalities.forecast import forecast_splits
 from ..dense.detectors import MASKED
@@ -122,6 +122,8 @@ class SampleFiles(Dataset):
             return index, "not a readable file" if path.exists() else "no such file"
         try:
             return index, self.read(str(path))
+        except UnreadableFileError as e:  # predict reports the file and goes on: no remedy of a training run
+            return index, e.reason
         except DataError as e:
             return index, str(e)
 

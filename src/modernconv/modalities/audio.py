@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, UnreadableFileError
 from .speech import spoken_digits
 from .spec import ModalitySpec, positive, require
 
@@ -123,9 +123,9 @@ def read_audio(path: str, opts: AudioOptions, train: bool = False) -> torch.Tens
     try:
         wave, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except (RuntimeError, OSError, ValueError) as e:
-        raise DataError(f"cannot read audio {path} ({e}); fix or remove it, or enable skip_bad_images") from None
+        raise UnreadableFileError(f"cannot read audio {path} ({e})") from None
     if not len(wave):
-        raise DataError(f"audio {path} holds no samples; remove it, or enable skip_bad_images")
+        raise UnreadableFileError(f"audio {path} holds no samples")
     wave = wave.mean(1)
     if rate != opts.sample_rate:
         wave = require("librosa", "resampling audio").resample(wave, orig_sr=rate, target_sr=opts.sample_rate)

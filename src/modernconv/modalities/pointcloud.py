@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, UnreadableFileError
 from .generated import GeneratedSet
 from .spec import ModalitySpec, positive, require
 
@@ -123,7 +123,7 @@ def read_points(path: str, opts: PointCloudOptions, train: bool = False) -> torc
     try:
         points = np.asarray(_load_points(path, opts, train), dtype=np.float64)
     except (DataError, OSError, ValueError, IndexError, KeyError) as e:
-        raise DataError(f"cannot read point cloud {path} ({e}); fix or remove it, or enable skip_bad_images") from None
+        raise UnreadableFileError(f"cannot read point cloud {path} ({e})") from None
     if not np.isfinite(points).all():
         raise DataError(f"point cloud {path} holds NaN or infinite coordinates")
     return normalise_cloud(points, opts.points, train)

@@ -19,7 +19,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..data.images import read_image
 from ..data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, UnreadableFileError
 from .generated import GeneratedSet
 from .spec import ModalitySpec, positive, require
 
@@ -116,10 +116,10 @@ def read_video(path: str, opts: VideoOptions, train: bool = False) -> torch.Tens
     try:
         return _decode(path, opts, train)
     except DataError as e:
-        raise DataError(f"cannot read video {path} ({e}); fix or remove it, or enable skip_bad_images") from None
+        raise UnreadableFileError(f"cannot read video {path} ({e})") from None
     except Exception as e:  # PyAV's errors (FFmpegError and its kin) share no base we can name without av
         if type(e).__module__.startswith("av"):
-            raise DataError(f"cannot read video {path} ({e}); fix or remove it, or enable skip_bad_images") from None
+            raise UnreadableFileError(f"cannot read video {path} ({e})") from None
         raise
 
 

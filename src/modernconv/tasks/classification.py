@@ -66,7 +66,7 @@ class ClassificationTask(Task):
         model = create_modality_model(self.cfg.model, self.cfg.modality, data.modality_options,
                                       num_classes=len(data.class_names), **self.model_options())
         if self.cfg.init:
-            load_checkpoint(model, self.cfg.init)
+            load_checkpoint(model, self.cfg.init_file())
         return model
 
     def loss(self, net: nn.Module, batch: Any) -> torch.Tensor:

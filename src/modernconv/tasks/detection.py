@@ -52,13 +52,14 @@ class DetectionTask(Task):
         """The detector for the data's classes; ``init`` is a detector's checkpoint (whatever fits loads: another
         data set's class-specific predictors keep their fresh initialisation, with a warning listing them) or a
         classifier's (the backbone's weights)."""
-        cfg = self.cfg
-        whole = cfg.init is not None and any(k.startswith(HEAD_PREFIXES) for k in read_checkpoint(cfg.init)[0])
+        cfg, init = self.cfg, self.cfg.init_file()
+        whole = init is not None and any(k.startswith(HEAD_PREFIXES) for k in read_checkpoint(init)[0])
         model = create_detector(cfg.detector, cfg.model, len(data.class_names), min_size=tuple(cfg.min_size),
-                                max_size=cfg.max_size, fpn_channels=cfg.fpn_channels, pretrained_backbone=None if whole else cfg.init,
-                                detector_options=cfg.detector_options, **self.model_options())
+                                max_size=cfg.max_size, fpn_channels=cfg.fpn_channels,
+                                pretrained_backbone=None if whole else init, detector_options=cfg.detector_options,
+                                **self.model_options())
         if whole:
-            load_checkpoint(model, cfg.init, strict=False)
+            load_checkpoint(model, init, strict=False)
         return model
 
     def collate_fn(self):

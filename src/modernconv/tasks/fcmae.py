@@ -52,7 +52,7 @@ class FCMAETask(Task):
         cfg = self.cfg
         encoder = create_model(cfg.model, **self.model_options())
         if cfg.init:
-            load_checkpoint(encoder, cfg.init)
+            load_checkpoint(encoder, cfg.init_file())
         return FCMAE(encoder, cfg.mask_ratio, cfg.patch_size, cfg.decoder_dim, cfg.decoder_depth, cfg.norm_pix_loss,
                      cfg.mode)
 

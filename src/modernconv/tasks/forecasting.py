@@ -45,7 +45,7 @@ class ForecastTask(Task):
         model = create_modality_model(self.cfg.model, "timeseries", opts, num_classes=opts.horizon * opts.variables,
                                       **self.model_options())
         if self.cfg.init:
-            load_checkpoint(model, self.cfg.init)
+            load_checkpoint(model, self.cfg.init_file())
         return model
 
     def loss(self, net: nn.Module, batch: Any) -> torch.Tensor:

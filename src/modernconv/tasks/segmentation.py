@@ -50,12 +50,13 @@ class SegmentationTask(Task):
         """UperNet for the data's classes; ``init`` is a segmenter's checkpoint (whole) or a classifier's (the
         backbone's weights)."""
         cfg = self.cfg
-        whole = cfg.init is not None and any(k.startswith("decode_head.") for k in read_checkpoint(cfg.init)[0])
+        init = cfg.init_file()
+        whole = init is not None and any(k.startswith("decode_head.") for k in read_checkpoint(init)[0])
         model = create_segmenter(cfg.model, len(data.class_names), channels=cfg.decode_channels,
                                  aux_channels=max(cfg.aux_channels, 1), auxiliary=cfg.aux_channels > 0,
-                                 pretrained_backbone=None if whole else cfg.init, **self.model_options())
+                                 pretrained_backbone=None if whole else init, **self.model_options())
         if whole:
-            load_checkpoint(model, cfg.init)
+            load_checkpoint(model, init)
         return model
 
     def lr_scales(self, model: nn.Module) -> dict[str, float] | None:
