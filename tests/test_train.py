@@ -36,7 +36,7 @@ def test_run_folder_holds_everything(tmp_path):
             "curves.png"} <= files
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]  # numbered from 1, as on the console
-    assert {"train_loss", "lr", "val_top1", "val_top5", "val_loss", "ema_val_top1"} <= rows[0].keys()
+    assert {"train_loss", "lr", "val_top1", "val_top4", "val_loss", "ema_val_top1"} <= rows[0].keys()  # 4 classes
     assert load_config(result.run_dir / "config.yaml").epochs == 2
 
 
@@ -149,7 +149,7 @@ def test_cli_train_eval_predict_on_an_image_folder(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--epochs", "0"], "epochs must be at least 1"),
-    (["train", "--lrr", "1"], "unknown option 'lrr'"),
+    (["train", "--lrr", "1"], "unknown option --lrr (did you mean --lr"),
     (["train", "--data", "/no/such/folder"], "/no/such/folder"),
     (["train", "-c", "/no/recipe.yaml"], "does not exist"),
     (["eval", "--checkpoint", "/no/ckpt.safetensors"], "does not exist"),
@@ -158,3 +158,15 @@ def test_train_mistakes_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_run_names_its_top_k_by_the_k_it_measures(tmp_path):
+    from modernconv.experiments.roadmap import run_summary
+    from modernconv.plots import _present
+
+    result = train(quick(tmp_path, synthetic_classes=3, data="synthetic", epochs=1))
+    row = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert "val_top3" in row and "val_top5" not in row  # three classes: a top-3, not a flat "top-5" of 100%
+    assert _present("val_top{k}", "val top-{k}", row) == [("val_top3", "val top-3")]  # the curve's label
+    summary = run_summary(result.run_dir)
+    assert summary["k"] == 3 and summary["topk"] == row["val_top3"]

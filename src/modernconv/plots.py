@@ -3,6 +3,7 @@ matplotlib's backend, so notebooks keep their inline plots."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -12,11 +13,12 @@ from matplotlib.ticker import MaxNLocator
 
 from .files import atomic_write
 
-# curves of a run's metrics: (panel title, y label, ((metric key, legend label), ...))
+# curves of a run's metrics: (panel title, y label, ((metric key, legend label), ...)); {k} stands for any k but 1
+# (the top-k a run measures: 5, or its class count when smaller)
 CURVE_PANELS = (("loss", "loss", (("train_loss", "train (with label smoothing / mixing)"), ("val_loss", "val (plain)"),
                                    ("ema_val_loss", "val, EMA weights (plain)"))),
                 ("accuracy", "accuracy (%)", (("val_top1", "val top-1"), ("ema_val_top1", "val top-1 (EMA)"),
-                                              ("val_top5", "val top-5"))),
+                                              ("val_top{k}", "val top-{k}"))),
                 ("forecast error", "MAE (standardised)", (("val_mae", "val MAE"), ("ema_val_mae", "val MAE (EMA)"))))
 RECONSTRUCTION_ROWS = ("original", "masked input", "reconstruction")
 
@@ -32,7 +34,7 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None
     if not rows:
         return
     epochs = [r["epoch"] for r in rows]
-    panels = [(title, ylabel, [(k, label) for k, label in curves if k in rows[0]])
+    panels = [(title, ylabel, [pair for key, label in curves for pair in _present(key, label, rows[0])])
               for title, ylabel, curves in CURVE_PANELS]
     panels = [panel for panel in panels if panel[2]]
     fig = Figure(figsize=(5 * len(panels), 4))
@@ -45,6 +47,15 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None
         ax.legend()
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def _present(key: str, label: str, row: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, label) of the curves ``row`` holds for a CURVE_PANELS entry, its {k} filled in."""
+    if "{k}" not in key:
+        return [(key, label)] if key in row else []
+    pattern = re.compile(re.escape(key).replace(re.escape("{k}"), r"(\d+)"))
+    found = [(k, m[1]) for k in row if (m := pattern.fullmatch(k)) and m[1] != "1"]
+    return [(k, label.replace("{k}", n)) for k, n in found]
 
 
 def plot_confusion(confusion: torch.Tensor, class_names: Sequence[str], path: str | os.PathLike) -> None:

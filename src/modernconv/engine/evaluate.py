@@ -38,7 +38,8 @@ class EvalResult:
         return min(5, self.confusion.shape[0])
 
     def summary(self) -> dict[str, float]:
-        return {"top1": self.top1, "top5": self.top5, "loss": self.loss}
+        """The per-epoch metrics, the top-k named by the k it measures (``top3`` with three classes)."""
+        return {"top1": self.top1, f"top{self.k}": self.top5, "loss": self.loss}
 
     def report(self, class_names: list[str]) -> dict:
         """Everything `modernconv eval --json` prints: top-1, top-k under its true k, loss, image count and

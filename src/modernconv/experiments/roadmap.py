@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,13 +107,15 @@ def step_config(modern: TrainConfig, track: str, step: str, seed: int, run_dir: 
 
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
-    """Best top-1 (model or EMA) with the top-5 of that epoch, training wall time and median images/s of a run."""
+    """Best top-1 (model or EMA) with the top-k of that epoch (``k``: 5, or the class count when smaller),
+    training wall time and median images/s of a run."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     def top1(row: dict) -> tuple[float, str]:
         return max((row.get("ema_val_top1", -1.0), "ema_val_"), (row["val_top1"], "val_"))
     best = max(rows, key=lambda r: top1(r)[0])
     score, prefix = top1(best)
-    return {"top1": score, "top5": best[prefix + "top5"], "best_epoch": best["epoch"],
+    k = next(int(m[1]) for key in best if (m := re.fullmatch(re.escape(prefix) + r"top(\d+)", key)) and m[1] != "1")
+    return {"top1": score, "topk": best[f"{prefix}top{k}"], "k": k, "best_epoch": best["epoch"],
             "wall_s": round(sum(r["epoch_time_s"] for r in rows), 1),
             "images_per_s": round(statistics.median(r["train_images_per_s"] for r in rows), 1)}
 
@@ -152,11 +155,12 @@ def write_results(output: Path, runs: list[dict[str, Any]], costs: dict[str, Ste
     table = []
     for step in dict.fromkeys(r["step"] for r in runs):
         mine = [r for r in runs if r["step"] == step]
-        (top1, top1_sd), (top5, top5_sd) = (_mean_spread([r[k] for r in mine]) for k in ("top1", "top5"))
+        (top1, top1_sd), (topk, topk_sd) = (_mean_spread([r[k] for r in mine]) for k in ("top1", "topk"))
+        k = mine[0]["k"]
         table.append({"step": step, "params": costs[step].params, "gmacs": costs[step].gmacs,
                       "gmacs_224": costs_224[step].gmacs, "paper_gflops": paper.get(step, (None, None))[1],
                       "paper_top1": paper.get(step, (None, None))[0], "runs": len(mine), "top1": top1,
-                      "top1_std": top1_sd, "top5": top5, "top5_std": top5_sd,
+                      "top1_std": top1_sd, f"top{k}": topk, f"top{k}_std": topk_sd,
                       "wall_s": round(statistics.fmean(r["wall_s"] for r in mine), 1),
                       "images_per_s": round(statistics.median(r["images_per_s"] for r in mine), 1),
                       "side_branch": step in SIDE_BRANCHES})
