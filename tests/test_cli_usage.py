@@ -128,3 +128,15 @@ def test_timms_randaugment_at_its_top_magnitude_never_asks_pillow_for_zero_bits(
     image = Image.new("RGB", (32, 32), (120, 60, 200))
     for _ in range(300):
         augment(image)
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_every_option_of_eval_and_predict_says_what_it_is(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    for option, meaning in (("--checkpoint PATH", "written by `modernconv train`"), ("--batch-size", "(default 64)"),
+                            ("--workers", "(default 0"), ("--device", "cuda when available")):
+        assert option in text and meaning in " ".join(text.split()), (option, meaning)
+    if command == "predict":
+        assert "most probable first (default 5)" in " ".join(text.split())

@@ -302,6 +302,9 @@ def test_one_epoch_on_each_built_in_set_then_eval(modality, tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(run / "best.safetensors"), "--data", data, "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["count"] > 0 and 0 <= report["top1"] <= 100
+    assert main(["eval", "--checkpoint", str(run / "best.safetensors"), "--data", data]) == 0
+    noun = {"audio": "clips", "video": "videos", "pointcloud": "point clouds", "timeseries": "series"}[modality]
+    assert f"({report['count']} {noun})" in capsys.readouterr().out  # not "(40 images)" for 40 series
     inputs = {"video": frame_folder, "pointcloud": point_file}.get(modality)
     if inputs:  # predict reads the modality's own files
         path = inputs(tmp_path)

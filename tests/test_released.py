@@ -85,7 +85,10 @@ def test_a_tag_without_weights_sets_the_release_preprocessing(capsys, tmp_path, 
     (tmp_path / "convnextv2_atto_1k_224_fcmae.pt").write_bytes(b"x")
     assert main(["weights", "convnextv2_atto*"]) == 0
     out = capsys.readouterr().out
-    assert "convnextv2_atto.fcmae " in out and "present" in out and "cc-by-nc-4.0" in out
+    assert out.splitlines()[1].split()[:5] == ["NAME.TAG", "CLASSES", "INPUT", "LICENCE", "IN"]  # a header
+    fcmae = next(line for line in out.splitlines() if line.startswith("convnextv2_atto.fcmae "))
+    assert " yes " in fcmae and "cc-by-nc-4.0" in fcmae
+    assert all(" no " in line for line in out.splitlines()[2:] if line.startswith("convnextv2_atto.fcmae_ft"))
     assert main(["weights", "nothing*"]) == 2
 
 

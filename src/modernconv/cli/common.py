@@ -65,6 +65,18 @@ def add_command(sub: argparse._SubParsersAction, name: str, func: Callable[..., 
     return p
 
 
+def add_checkpoint_options(p: argparse.ArgumentParser, batch_size: int) -> None:
+    """The options of the commands that apply a trained checkpoint: which, in batches of how many, read by how
+    many processes, on which device."""
+    p.add_argument("--checkpoint", required=True, metavar="PATH",
+                   help="a checkpoint written by `modernconv train` (best.safetensors or last.safetensors in its run "
+                        "folder), or any checkpoint that names its model (modernconv convert writes one)")
+    p.add_argument("--batch-size", type=int, default=batch_size, help=f"inputs per batch (default {batch_size})")
+    p.add_argument("--workers", type=int, default=0,
+                   help="file-reading processes beside this one (default 0: read here)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
+
+
 def add_segment_mode_options(p: argparse.ArgumentParser) -> None:
     """How a segmentation checkpoint is applied (mmsegmentation's test modes); refused for the other tasks."""
     p.add_argument("--crop", type=int, help="segmentation: slide CROP x CROP windows (default: whole images)")

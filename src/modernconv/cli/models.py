@@ -39,8 +39,9 @@ def cmd_weights(args: argparse.Namespace) -> int:
                            "present": any(p.is_file() for p in candidates(r, cache))} for r in rows]))
         return 0
     print(f"weights cache: {cache}")
+    print(f"{'NAME.TAG':48s} {'CLASSES':>14}  {'INPUT':>7}  {'LICENCE':20s} {'IN CACHE':8s} FILE (put it in the cache)")
     for r in rows:
-        present = "present" if any(p.is_file() for p in candidates(r, cache)) else "-"
+        present = "yes" if any(p.is_file() for p in candidates(r, cache)) else "no"
         size = "x".join(map(str, r.input_size[1:]))
         print(f"{r.key:48s} {r.num_classes:>6} classes  {size:>7}  {r.license:20s} {present:8s} {r.file}")
     return 0

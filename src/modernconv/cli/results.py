@@ -10,8 +10,8 @@ from typing import Any
 
 from ..errors import UserError
 from ..files import atomic_write_text
-from .common import (COMPILE_PAYS_FROM, add_command, add_fast_options, add_segment_mode_options, fast_path, free_path,
-                     model_or_checkpoint, segment_mode)
+from .common import (COMPILE_PAYS_FROM, add_checkpoint_options, add_command, add_fast_options,
+                     add_segment_mode_options, fast_path, free_path, model_or_checkpoint, segment_mode)
 
 DETECTIONS_JSON = "detections.json"  # predict's COCO-results file beside the drawn images
 
@@ -67,6 +67,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..conversion import model_from_checkpoint
     from ..engine import evaluate_checkpoint
     from ..engine.inference import class_names, evaluate_forecaster, evaluate_segmenter
+    from ..modalities import get_modality
     from ..plots import plot_confusion
     from ..runtime import resolve_device
 
@@ -97,8 +98,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.report(names)), flush=True)
     else:
+        samples = get_modality(info.modality).samples
         print(f"top-1 {result.top1:.2f}%  top-{result.k} {result.top5:.2f}%  loss {result.loss:.4f}  "
-              f"({result.count} images)")
+              f"({result.count} {samples})")
         for name, acc in zip(names, result.per_class):
             print(f"  {name:20s} {acc:6.2f}%")
         if confusion_png:
@@ -263,14 +265,11 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     p.add_argument("--force", action="store_true", help="overwrite the files in DIR if they exist")
 
     p = add_command(sub, "eval", cmd_eval, "accuracy (mIoU, COCO AP) of a checkpoint on a data set")
-    p.add_argument("--checkpoint", required=True)
+    add_checkpoint_options(p, batch_size=64)
     p.add_argument("--data", help="digits, synthetic, or a folder with SPLIT/<class>/ folders or class folders "
                                   "itself; segmentation and detection: scenes or a folder in their layouts "
                                   "(default digits; scenes for the dense tasks)")
     p.add_argument("--split", default="val", help="the held-out split: val, test or validation (default val)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--device")
     p.add_argument("--confusion", metavar="PNG", help="also write the confusion matrix to this PNG")
     p.add_argument("--results", metavar="JSON", help="detection: also write the detections in COCO's results "
                                                      "format (re-scorable with pycocotools)")
@@ -281,12 +280,11 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
                    help='print {"top1", "topK", "loss", "count", "per_class"} (percent)')
 
     p = add_command(sub, "predict", cmd_predict, "top-k classes of images (or audio, video, point-cloud files)")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("images", nargs="+", metavar="INPUT")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=0, help="image-decoding processes")
-    p.add_argument("--device")
+    add_checkpoint_options(p, batch_size=64)
+    p.add_argument("images", nargs="+", metavar="INPUT", help="files, folders (every such file below) or glob "
+                                                              "patterns")
+    p.add_argument("--topk", type=int, default=5, help="classification: how many classes to list per input, most "
+                                                       "probable first (default 5)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--output", metavar="FILE", help="also write the results to a .csv or .json file (a "
                                                     "segmentation checkpoint: the folder for masks and overlays; a "

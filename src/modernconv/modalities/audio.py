@@ -133,4 +133,4 @@ def read_audio(path: str, opts: AudioOptions, train: bool = False) -> torch.Tens
 
 
 AUDIO = ModalitySpec("audio", 1, AudioOptions, audio_adapter, read_audio, AUDIO_EXTENSIONS,
-                     {"spoken-digits": spoken_digits})
+                     {"spoken-digits": spoken_digits}, samples="clips")

@@ -191,4 +191,4 @@ def generated_shapes(opts: PointCloudOptions) -> tuple[GeneratedShapes, Generate
 
 
 POINTCLOUD = ModalitySpec("pointcloud", 3, PointCloudOptions, MultiViewDepth, read_points, POINT_EXTENSIONS,
-                          {"shapes": generated_shapes})
+                          {"shapes": generated_shapes}, samples="point clouds")

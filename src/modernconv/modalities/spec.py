@@ -36,6 +36,7 @@ class ModalitySpec:
     built_in: Mapping[str, Callable[[Any], tuple]]
     sample_is_folder: bool = False  # a folder of frames is one video
     takes_transforms: bool = False  # images: augmentation and preprocessing are transforms of the data sets
+    samples: str = "images"  # what its samples are called in reports ("(40 series)")
 
     def make_options(self, given: Mapping[str, Any] | None = None, **run: Any) -> Any:
         """The options with ``given`` (a mapping from a recipe or a checkpoint) over the defaults; an unknown

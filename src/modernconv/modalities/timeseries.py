@@ -193,4 +193,5 @@ class TimeSeriesSpec(ModalitySpec):
         return (train if split == "train" else held_out), names, options
 
 
-TIMESERIES = TimeSeriesSpec("timeseries", 1, TimeSeriesOptions, series_adapter, read_series_file, (".ts",), {})
+TIMESERIES = TimeSeriesSpec("timeseries", 1, TimeSeriesOptions, series_adapter, read_series_file, (".ts",), {},
+                            samples="series")

@@ -164,4 +164,4 @@ def moving_digits(opts: VideoOptions) -> tuple[MovingDigits, MovingDigits, list[
 
 
 VIDEO = ModalitySpec("video", 3, VideoOptions, TileFrames, read_video, VIDEO_EXTENSIONS,
-                     {"moving-digits": moving_digits}, sample_is_folder=True)
+                     {"moving-digits": moving_digits}, sample_is_folder=True, samples="videos")
