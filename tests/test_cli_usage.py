@@ -140,3 +140,14 @@ def test_every_option_of_eval_and_predict_says_what_it_is(command, capsys):
         assert option in text and meaning in " ".join(text.split()), (option, meaning)
     if command == "predict":
         assert "most probable first (default 5)" in " ".join(text.split())
+
+
+def test_roadmap_help_shows_its_own_defaults_and_not_the_options_it_refuses(capsys):
+    with pytest.raises(SystemExit):
+        main(["roadmap", "--help"])
+    text = capsys.readouterr().out
+    assert "--model " not in text and "--resume" not in text and "--init " not in text
+    flat = " ".join(text.split())
+    assert "RandAugment magnitude 0..10 (none = off) [default: 5]" in flat  # the modern recipe's m5
+    assert main(["roadmap", "--model", "convnext_atto", "--output", "x"]) == 2
+    assert "roadmap does not take --model" in capsys.readouterr().err

@@ -41,6 +41,9 @@ def _run(cfg: Any) -> int:
     return 0
 
 
+ROADMAP_REFUSED = ("init", "model", "resume")  # the roadmap trains its track's steps and resumes by itself
+
+
 def cmd_roadmap(args: argparse.Namespace, extra: list[str]) -> int:
     """With --list: parameters and GMACs of every step of the ConvNeXt paper's design roadmap next to the
     paper's GFLOPs. Otherwise train every step (or --steps) on DATA with one recipe (the first step with
@@ -66,7 +69,7 @@ def cmd_roadmap(args: argparse.Namespace, extra: list[str]) -> int:
     from ..config import overrides_from
 
     overrides = overrides_from(args, TrainConfig)
-    refused = sorted({"model", "resume", "init"} & set(overrides))
+    refused = sorted(set(ROADMAP_REFUSED) & set(overrides))
     if refused:
         raise UserError(f"roadmap does not take --{refused[0]}: it trains the track's steps (--track, --steps) "
                         "and resumes by itself when run again")
@@ -87,9 +90,13 @@ def add_run_command(sub: argparse._SubParsersAction, name: str, func: Callable[.
     only when this is the command being parsed: they need the config definitions, hence torch)."""
     p = add_command(sub, name, func, help_text, allow_abbrev=False)
     p.add_argument("-c", "--config", help="YAML recipe; --key value options override it")
-    if with_options:
+    if with_options and name == "roadmap":
+        from ..config import TrainConfig, add_config_options
+        from ..experiments.roadmap import MODERN_RECIPE
+        add_config_options(p, TrainConfig, defaults=MODERN_RECIPE, hidden=ROADMAP_REFUSED)
+    elif with_options:
         from ..config import PretrainConfig, TrainConfig, add_config_options
-        add_config_options(p, {"train": TrainConfig, "pretrain": PretrainConfig, "roadmap": TrainConfig}[name])
+        add_config_options(p, {"train": TrainConfig, "pretrain": PretrainConfig}[name])
     p.set_defaults(takes_extra=True)
     return p
 

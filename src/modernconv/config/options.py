@@ -21,23 +21,28 @@ def _type_name(hint: Any) -> str:
     return name + (" or none" if optional else "")
 
 
-def option_rows(kind: type[RunConfig]) -> list[tuple[str, str, str, str]]:
-    """(option, type, default, help) of every field of ``kind``: the CLI's help and the README's table."""
+def option_rows(kind: type[RunConfig], defaults: dict[str, Any] | None = None) -> list[tuple[str, str, str, str]]:
+    """(option, type, default, help) of every field of ``kind``: the CLI's help and the README's table.
+    ``defaults``: a command's own defaults over the fields' (the roadmap's modern recipe)."""
     rows = []
     for name, (f, hint) in field_types(kind).items():
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = (defaults or {}).get(name, default)
         shown = "none" if default is None else " ".join(map(str, default)) if isinstance(default, tuple) else default
         text = f.metadata["help"] + (f" (one of: {', '.join(f.metadata['choices'])})" if f.metadata["choices"] else "")
         rows.append((f"--{name.replace('_', '-')}", _type_name(hint), str(shown), text))
     return rows
 
 
-def add_config_options(parser: argparse.ArgumentParser, kind: type[RunConfig]) -> None:
-    """One ``--key`` option per field of ``kind`` (help, type and default from its definition). Given options
-    land in the namespace as strings under the field's name; absent ones are absent (the recipe or the
-    default applies)."""
+def add_config_options(parser: argparse.ArgumentParser, kind: type[RunConfig], defaults: dict[str, Any] | None = None,
+                       hidden: tuple[str, ...] = ()) -> None:
+    """One ``--key`` option per field of ``kind`` (help, type and default from its definition; ``defaults``: the
+    command's own, shown instead). Given options land in the namespace as strings under the field's name; absent
+    ones are absent (the recipe or the default applies). ``hidden``: fields the command refuses, parsed (so the
+    command can say why) but left out of ``--help``."""
     group = parser.add_argument_group(f"{kind.TASK} options (also YAML keys of a recipe)")
-    for (flag, type_name, default, text), (name, (_, hint)) in zip(option_rows(kind), field_types(kind).items()):
+    rows = option_rows(kind, defaults)
+    for (flag, type_name, default, text), (name, (_, hint)) in zip(rows, field_types(kind).items()):
         plain, _ = plain_type(hint)
         extra: dict[str, Any] = {}
         if plain is bool:
@@ -45,8 +50,9 @@ def add_config_options(parser: argparse.ArgumentParser, kind: type[RunConfig]) -
         elif typing.get_origin(plain) is tuple:
             extra = dict(nargs="+")
         aliases = [f"--{alias.replace('_', '-')}" for alias, target in TIMM_ALIASES.items() if target == name]
+        shown = argparse.SUPPRESS if name in hidden else f"{text} [default: {default}]"
         group.add_argument(flag, *aliases, dest=name, default=argparse.SUPPRESS,
-                           metavar=type_name.split()[0].upper(), help=f"{text} [default: {default}]", **extra)
+                           metavar=type_name.split()[0].upper(), help=shown, **extra)
 
 
 def overrides_from(namespace: argparse.Namespace, kind: type[RunConfig]) -> dict[str, Any]:
