@@ -80,6 +80,9 @@ def test_audio_files_are_mono_resampled_and_fitted(tmp_path):
     (tmp_path / "bad.wav").write_bytes(b"RIFF\x00\x00 not audio")
     with pytest.raises(DataError, match="cannot read audio"):
         read_audio(str(tmp_path / "bad.wav"), AudioOptions())
+    soundfile.write(tmp_path / "long.wav", np.zeros(32000, np.float32), 16000)  # 2 s: cut to 1 s, and said
+    with pytest.warns(UserWarning, match=r"longer than clip_seconds \(1 s\) is cut"):
+        assert read_audio(str(tmp_path / "long.wav"), AudioOptions()).shape == (16000,)
 
 
 # ----- video -----

@@ -8,6 +8,7 @@ and the paper). Files are read with soundfile and resampled with librosa (soxr) 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,6 +130,9 @@ def read_audio(path: str, opts: AudioOptions, train: bool = False) -> torch.Tens
     wave = wave.mean(1)
     if rate != opts.sample_rate:
         wave = require("librosa", "resampling audio").resample(wave, orig_sr=rate, target_sr=opts.sample_rate)
+    if len(wave) > opts.clip_samples:  # said once (the message names no file: Python shows it once)
+        warnings.warn(f"audio longer than clip_seconds ({opts.clip_seconds:g} s) is cut to that: its start, or a "
+                      "random stretch in training; set the audio option clip_seconds to keep more", stacklevel=2)
     return fit_clip(wave, opts.clip_samples, train)
 
 
