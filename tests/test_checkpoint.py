@@ -4,6 +4,7 @@ import warnings
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 import modernconv
@@ -209,3 +210,22 @@ def test_convert_rejects_unknown_layouts(tmp_path):
     save_file({"foo.weight": torch.zeros(2, 2)}, tmp_path / "x.safetensors")
     with pytest.raises(CheckpointError, match="matches no registered model"):
         convert_checkpoint(tmp_path / "x.safetensors", tmp_path / "y.safetensors")
+
+
+def test_load_model_rebuilds_your_own_checkpoint_whole(tmp_path):
+    from modernconv.tasks import train
+    from modernconv.config import load_config
+
+    result = train(load_config(None, dict(model="convnext_atto", data="synthetic", synthetic_samples=32,
+                                          synthetic_classes=3, img_size=32, epochs=1, batch_size=16,
+                                          progress=False, output=str(tmp_path / "run"))))
+    path = result.run_dir / "best.safetensors"
+    model = modernconv.load_model(path)
+    assert model.num_classes == 3 and len(model.class_names) == 3 and model.task == "classification"
+    assert not model.training and model.preprocessing.input_size[-1] == 32
+    x = model.preprocessing.eval_transform()(Image.new("RGB", (40, 40), (10, 200, 30)))[None]
+    with torch.no_grad():
+        assert model(x).shape == (1, 3)
+    with pytest.warns(UserWarning, match="own 3-class classifier build the model with num_classes=3, or rebuild a "
+                                         r"modernconv checkpoint whole with modernconv.load_model\(path\)"):
+        modernconv.create_model("convnext_atto", pretrained=str(path))  # 1000 classes asked: says how to get 3

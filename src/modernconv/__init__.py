@@ -13,12 +13,14 @@ from .errors import CheckpointError, ConfigError, InputShapeError, ModelNotFound
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from .checkpoint import load_checkpoint, save_checkpoint
+    from .conversion import load_model
     from .deploy import export_model, optimize_for_inference
     from .models import DataConfig, ModernConvNet, create_model, list_models, list_pretrained, roadmap_steps
     from .pretrain import FCMAE
     from .reparam import reparameterize
 
-_LAZY = {"load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint", "DataConfig": "models",
+_LAZY = {"load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint", "load_model": "conversion",
+         "DataConfig": "models",
          "ModernConvNet": "models", "create_model": "models", "list_models": "models",
          "list_pretrained": "models", "roadmap_steps": "models",
          "FCMAE": "pretrain", "export_model": "deploy", "optimize_for_inference": "deploy",
@@ -27,7 +29,7 @@ _LAZY = {"load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint", "Data
 __version__ = version("modernconv")
 __all__ = ["CheckpointError", "ConfigError", "DataConfig", "FCMAE", "InputShapeError", "ModelNotFoundError",
            "ModernConvNet", "UserError", "create_model", "export_model", "list_models", "list_pretrained",
-           "load_checkpoint",
+           "load_checkpoint", "load_model",
            "optimize_for_inference", "reparameterize", "roadmap_steps", "save_checkpoint"]
 
 

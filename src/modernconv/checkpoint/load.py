@@ -18,6 +18,7 @@ NETWORK_PREFIX = "model."  # a modality model: adapter.* in front of model.* (mo
 MODALITY_PARTS = ("adapter.", NETWORK_PREFIX)
 
 CLASSIFIER_PREFIX = "head.fc."
+CLASSIFIER_WEIGHTS = ("head.fc.weight", "head.weight", "fc.weight", "classifier.weight")  # in the layouts we read
 HEAD_NORM_PREFIX = "head.norm."  # absent from encoder-only files (FCMAE pre-training, the authors' FCMAE release)
 
 
@@ -177,12 +178,16 @@ def load_tensors(model: nn.Module, source: dict[str, torch.Tensor], metadata: di
                               "(modernconv train --init)")
     if not report.clean:
         if _is_head_only(report):
+            classes = next((v for k, v in source.items() if v.dim() == 2 and k.endswith(CLASSIFIER_WEIGHTS)), None)
             for k in [k for k in fitted if k.startswith(CLASSIFIER_PREFIX)]:
                 del fitted[k]
+            own = (f"; for the checkpoint's own {classes.shape[0]}-class classifier build the model with "
+                   f"num_classes={classes.shape[0]}, or rebuild a modernconv checkpoint whole with "
+                   "modernconv.load_model(path)") if classes is not None else ""
             report.notes.append("encoder-only checkpoint: the head (norm and classifier) keeps its fresh "
                                 "initialisation" if is_encoder_only(report) else
                                 "classifier not loaded (checkpoint and model differ in classes); "
-                                "it keeps its fresh initialisation")
+                                f"it keeps its fresh initialisation{own}")
         elif strict:
             raise CheckpointError(f"{path} does not fit {getattr(model, 'model_name', type(model).__name__)} "
                                   f"(checkpoint layout: {report.source_format}): {report.problems()}")

@@ -69,6 +69,16 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
                           modality.name, options, recorded_task(meta, recorded), segmenter, detector)
 
 
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """Your own checkpoint (written by ``modernconv train``, ``save_checkpoint`` or ``convert``), whole, in one
+    call: the model rebuilt with its options, classes and modality and its weights loaded strictly, in eval mode,
+    carrying ``class_names``, ``task`` and ``preprocessing`` (the run's ``DataConfig``: ``preprocessing
+    .eval_transform()`` is the transform its evaluation used)."""
+    model, info = model_from_checkpoint(path, device)
+    model.class_names, model.task, model.preprocessing = info.class_names, info.task, info.preprocessing
+    return model
+
+
 def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
                           ) -> tuple[nn.Module, CheckpointInfo]:
     """The model a checkpoint describes, with its weights loaded strictly (its classifier included), in eval
