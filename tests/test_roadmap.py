@@ -160,8 +160,8 @@ def test_an_interrupted_step_resumes_when_the_roadmap_runs_again(tmp_path, monke
                                    batch_size=16, progress=False, output=str(tmp_path)))
     original = experiment.train
 
-    def dies_in_the_second_epoch(cfg):
-        trainer = trainer_for(cfg)
+    def dies_in_the_second_epoch(cfg, label=""):
+        trainer = trainer_for(cfg, label)
         die_after_steps(trainer, monkeypatch, trainer.steps_per_epoch + 1)  # in the second epoch
         try:
             return trainer.fit()
@@ -175,7 +175,7 @@ def test_an_interrupted_step_resumes_when_the_roadmap_runs_again(tmp_path, monke
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["epoch"] == 1
     monkeypatch.setattr(experiment, "train", original)
     resumed = []
-    monkeypatch.setattr(experiment, "train", lambda cfg: resumed.append(cfg.resume) or original(cfg))
+    monkeypatch.setattr(experiment, "train", lambda cfg, label: resumed.append(cfg.resume) or original(cfg, label))
     table = experiment.run_roadmap(quick, tmp_path, steps=["depthwise"])
     assert resumed == [True] and table[0]["step"] == "depthwise"
     assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]

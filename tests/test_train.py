@@ -170,3 +170,14 @@ def test_a_run_names_its_top_k_by_the_k_it_measures(tmp_path):
     assert _present("val_top{k}", "val top-{k}", row) == [("val_top3", "val top-3")]  # the curve's label
     summary = run_summary(result.run_dir)
     assert summary["k"] == 3 and summary["topk"] == row["val_top3"]
+
+
+def test_epoch_lines_say_val_loss_elapsed_eta_and_the_runs_label(tmp_path, capsys):
+    from modernconv.plots import roadmap_figure
+
+    train(quick(tmp_path, epochs=2), label="move_dw_up (seed 3)")
+    lines = [line for line in capsys.readouterr().out.splitlines() if "epoch 2/2:" in line]
+    assert len(lines) == 1 and lines[0].startswith("move_dw_up (seed 3): epoch 2/2: loss ")
+    assert "val loss " in lines[0] and "elapsed 0:" in lines[0] and "ETA 0:00)" in lines[0]
+    table = [{"step": s, "top1": t, "top1_std": 0.5, "gmacs_224": 4.0} for s, t in (("a", 91.0), ("b", 93.0))]
+    assert roadmap_figure(table).axes[0].get_xlim()[0] == 0  # the roadmap's bars start at 0

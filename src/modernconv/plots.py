@@ -133,9 +133,14 @@ def plot_reconstructions(rows: Sequence[torch.Tensor], mean: Sequence[float], st
 
 
 def plot_roadmap(table: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
+    """``roadmap_figure(table)`` as a PNG."""
+    save_figure(roadmap_figure(table), path)
+
+
+def roadmap_figure(table: Sequence[dict[str, Any]]) -> Figure:
     """The design roadmap in the style of the ConvNeXt paper's Figure 2: one horizontal bar per step (top to
-    bottom) of mean top-1 with its spread, the GMACs written beside it; side branches (kernel sizes not taken
-    further) in grey, the paper's ImageNet top-1 as a second axis where the table has it."""
+    bottom, from 0) of mean top-1 with its spread, the GMACs written beside it; side branches (kernel sizes not
+    taken further) in grey, the paper's ImageNet top-1 as a second axis where the table has it."""
     steps = [r["step"] for r in table]
     y = list(range(len(steps)))[::-1]
     fig = Figure(figsize=(8, 0.42 * len(steps) + 2), layout="constrained")
@@ -143,10 +148,9 @@ def plot_roadmap(table: Sequence[dict[str, Any]], path: str | os.PathLike) -> No
     colours = ["#b0b0b0" if r.get("side_branch") else "#4878a8" for r in table]
     ax.barh(y, [r["top1"] for r in table], xerr=[r["top1_std"] for r in table], color=colours, capsize=3,
             height=0.7, label="this run (mean, bars: spread)")
-    low = min(r["top1"] - r["top1_std"] for r in table)
     high = max(r["top1"] + r["top1_std"] for r in table)
-    margin = max(1.0, (high - low) * 0.15)
-    ax.set_xlim(max(0.0, low - margin), min(100.0, high + 3 * margin))
+    margin = max(1.0, high * 0.05)
+    ax.set_xlim(0.0, min(100.0, high + 6 * margin))  # bars from 0: their lengths compare as the accuracies do
     for yi, r in zip(y, table):
         ax.text(r["top1"] + r["top1_std"] + margin * 0.2, yi, f"{r['top1']:.1f}%  {r['gmacs_224']:.2f} GMACs",
                 va="center", fontsize=8)
@@ -161,4 +165,4 @@ def plot_roadmap(table: Sequence[dict[str, Any]], path: str | os.PathLike) -> No
         paper.set_xlabel("paper's ImageNet-1K top-1 (%)", color="#d0702c")
     fig.suptitle("ResNet -> ConvNeXt design roadmap")
     fig.legend(loc="outside lower center", ncol=2, fontsize=8)
-    save_figure(fig, path)
+    return fig

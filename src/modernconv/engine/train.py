@@ -86,6 +86,13 @@ def _batchnorm_needs_more_values():
                           "(or larger images)") from None
 
 
+def _clock(seconds: float) -> str:
+    """``seconds`` as h:mm:ss (m:ss under an hour)."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
@@ -93,9 +100,10 @@ def _has_batchnorm(model: nn.Module) -> bool:
 class Trainer:
     """Builds a run from its config and its ``task`` (``modernconv.tasks.build_task(cfg)``) and runs the epochs."""
 
-    def __init__(self, cfg: RunConfig, task: Task) -> None:
+    def __init__(self, cfg: RunConfig, task: Task, label: str = "") -> None:
         self.cfg = cfg
         self.task = task
+        self.label = label  # what the epoch lines start with when one process runs several runs (the roadmap)
         self.device = resolve_device(cfg.device)
         self.dist = init_distributed(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
@@ -319,10 +327,14 @@ class Trainer:
             self.ema.update_parameters(self.model)
         return grad_norm
 
-    def _epoch_line(self, row: dict) -> str:
-        """The one-line summary printed after each epoch."""
-        return (f"epoch {row['epoch']}/{self.epochs}: loss {row['train_loss']:.4f}{self.task.summary(row)}"
-                f"  ({row['epoch_time_s']:.1f}s)")
+    def _epoch_line(self, row: dict, started: float, first_epoch: int) -> str:
+        """The one-line summary printed after each epoch: losses and the task's metrics, the epoch's time, the
+        run's elapsed time (since this process started it or resumed it) and the time left at that pace."""
+        elapsed = time.perf_counter() - started
+        left = elapsed / (row["epoch"] - first_epoch) * (self.epochs - row["epoch"])
+        return (f"{self.label + ': ' if self.label else ''}epoch {row['epoch']}/{self.epochs}: "
+                f"loss {row['train_loss']:.4f}{self.task.summary(row)}"
+                f"  ({row['epoch_time_s']:.1f}s; elapsed {_clock(elapsed)}, ETA {_clock(left)})")
 
     def fit(self) -> TrainResult:
         """Train for the configured epochs (continuing a saved run when ``resume``). SIGTERM or SIGINT stop it
@@ -348,6 +360,7 @@ class Trainer:
             if skipped:
                 tqdm.write(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})")
         row: dict = {}
+        started, first_epoch = time.perf_counter(), progress.epoch
         with stop_requests() as stop:
             for epoch in range(progress.epoch, self.epochs):
                 if progress.batches_done == 0:  # a fresh epoch; a mid-epoch resume restored the RNG instead
@@ -364,7 +377,7 @@ class Trainer:
                         logbook.log(row)  # before the checkpoint: a resume re-runs (and re-logs) an unsaved epoch
                 self._save(progress)
                 if logbook:
-                    tqdm.write(self._epoch_line(row))
+                    tqdm.write(self._epoch_line(row, started, first_epoch))
         return TrainResult(self.run_dir, progress.metric, progress.best_score, progress.best_epoch, row,
                            self.dist.is_main, self.task.result_line(progress.best_score, progress.best_epoch, row,
                                                                     self.run_dir))

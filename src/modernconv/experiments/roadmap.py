@@ -138,7 +138,7 @@ def run_roadmap(modern: TrainConfig, output: str | Path, track: str = TRACK, ste
             run_dir = output / step / f"seed{seed}"
             progress = saved_progress(run_dir)
             if progress is None or progress.epoch < modern.epochs:
-                train(step_config(modern, track, step, seed, run_dir))
+                train(step_config(modern, track, step, seed, run_dir), label=f"{step} (seed {seed})")
             if is_main:
                 runs.append({"step": step, "seed": seed, **run_summary(run_dir)})
                 table = write_results(output, runs, costs, costs_224, PAPER[track])

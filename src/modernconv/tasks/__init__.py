@@ -25,14 +25,16 @@ def build_task(cfg: RunConfig) -> Task:
     return TASKS[cfg.task_name()](cfg)
 
 
-def trainer_for(cfg: RunConfig) -> Trainer:
-    """The training loop set up for ``cfg``'s task (data read, model built, run folder created)."""
-    return Trainer(cfg, build_task(cfg))
+def trainer_for(cfg: RunConfig, label: str = "") -> Trainer:
+    """The training loop set up for ``cfg``'s task (data read, model built, run folder created); ``label``
+    starts its epoch lines."""
+    return Trainer(cfg, build_task(cfg), label)
 
 
-def train(cfg: RunConfig) -> TrainResult:
-    """Run the job ``cfg`` describes, whatever its task (also under torchrun)."""
-    trainer = trainer_for(cfg)
+def train(cfg: RunConfig, label: str = "") -> TrainResult:
+    """Run the job ``cfg`` describes, whatever its task (also under torchrun); ``label`` starts its epoch lines
+    (the roadmap names the step and seed)."""
+    trainer = trainer_for(cfg, label)
     try:
         return trainer.fit()
     finally:

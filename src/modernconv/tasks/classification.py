@@ -87,7 +87,8 @@ class ClassificationTask(Task):
                 **self.modality.metadata(data.modality_options)}
 
     def summary(self, row: dict) -> str:
-        return f"  val top-1 {row['val_top1']:.2f}%" + (f"  EMA {row['ema_val_top1']:.2f}%" if self.ema_decay else "")
+        return (f"  val loss {row['val_loss']:.4f}  val top-1 {row['val_top1']:.2f}%"
+                + (f"  EMA {row['ema_val_top1']:.2f}%" if self.ema_decay else ""))
 
     def result_line(self, best_score: float | None, best_epoch: int, last: dict, run_dir) -> str:
         return f"best val top-1 {best_score:.2f}% at epoch {best_epoch}"
