@@ -181,3 +181,20 @@ def test_epoch_lines_say_val_loss_elapsed_eta_and_the_runs_label(tmp_path, capsy
     assert "val loss " in lines[0] and "elapsed 0:" in lines[0] and "ETA 0:00)" in lines[0]
     table = [{"step": s, "top1": t, "top1_std": 0.5, "gmacs_224": 4.0} for s, t in (("a", 91.0), ("b", 93.0))]
     assert roadmap_figure(table).axes[0].get_xlim()[0] == 0  # the roadmap's bars start at 0
+
+
+def test_a_run_starts_by_saying_what_it_is(tmp_path, capsys):
+    result = train(quick(tmp_path, epochs=1))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"run {result.run_dir}: classification, convnext_atto (3.38 M parameters), 4 classes"
+    assert out[1].startswith("data: 76 training / 20 held-out samples; input 3x32x32 (mean (0.485,")
+    assert out[2] == "cpu, fp32, 1 process: 1 epoch of 4 steps (4 in all), 16 samples a step"
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["parameters"] == sum(p.numel() for p in modernconv_model(result).parameters())
+    assert summary["train_samples"] == 76 and summary["total_steps"] == 4 and summary["processes"] == 1
+
+
+def modernconv_model(result):
+    import modernconv
+
+    return modernconv.load_model(result.run_dir / "last.safetensors")

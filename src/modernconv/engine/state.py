@@ -15,6 +15,7 @@ from ..errors import CheckpointError
 from ..files import TEMP_SUFFIX, atomic_write, sync_folder
 
 CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"  # what the run is: model, data sizes, device, steps (written at its start)
 STATE_FILE = "state.pt"
 PREVIOUS_STATE_FILE = "state.prev.pt"  # the state before the last save began (see save_run_state)
 LAST_FILE = "last.safetensors"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import random
 import signal
@@ -21,6 +22,7 @@ from ..checkpoint import save_checkpoint
 from ..config import RunConfig, load_config, resume_changes
 from ..data import batches_per_epoch, build_loader
 from ..errors import ConfigError, RunStopped, StorageError, TrainingDivergedError
+from ..files import atomic_write_text
 from ..models import model_data_config
 from ..optim import build_optimizer, build_scheduler
 from ..runtime import autocast, resolve_device
@@ -30,8 +32,8 @@ from .ema import build_ema
 from .logbook import Logbook
 from .run_folder import check_run_dir, create_run_dir
 from .signals import StopRequest, stop_requests
-from .state import (BEST_FILE, CONFIG_FILE, LAST_FILE, Progress, load_run_state, rng_state, save_run_state,
-                    set_rng_state)
+from .state import (BEST_FILE, CONFIG_FILE, LAST_FILE, SUMMARY_FILE, Progress, load_run_state, rng_state,
+                    save_run_state, set_rng_state)
 from .task import RunContext, Task
 
 
@@ -327,6 +329,33 @@ class Trainer:
             self.ema.update_parameters(self.model)
         return grad_norm
 
+    def summary(self) -> dict:
+        """What this run is, before its first step (timm prints as much): written to summary.json and said."""
+        pre, world = self.data.preprocessing, self.dist.world_size
+        return {"run_dir": str(self.run_dir), "task": self.task.name, "model": self.cfg.model,
+                "parameters": sum(p.numel() for p in self.model.parameters()), "classes": len(self.data.class_names),
+                "train_samples": len(self.data.train), "val_samples": len(self.data.val or []),
+                "input_size": list(pre.input_size), "mean": list(pre.mean), "std": list(pre.std),
+                "crop_pct": pre.crop_pct, "interpolation": pre.interpolation, "device": str(self.device),
+                "precision": self.cfg.precision, "processes": world, "epochs": self.epochs,
+                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
+                "samples_per_step": self.cfg.batch_size * self.cfg.accum_steps * world}
+
+    @staticmethod
+    def _summary_lines(s: dict) -> str:
+        """``summary()`` as the three lines a run starts with."""
+        size = "x".join(map(str, s["input_size"]))
+        classes = f", {s['classes']} classes" if s["classes"] else ""
+        return (f"run {s['run_dir']}: {s['task']}, {s['model']} ({s['parameters'] / 1e6:.2f} M parameters)"
+                f"{classes}\n"
+                f"data: {s['train_samples']} training / {s['val_samples']} held-out samples; input {size} "
+                f"(mean {tuple(round(v, 3) for v in s['mean'])}, std {tuple(round(v, 3) for v in s['std'])}, "
+                f"crop {s['crop_pct']:g}, {s['interpolation']})\n"
+                f"{s['device']}, {s['precision']}, {s['processes']} process{'es' if s['processes'] > 1 else ''}: "
+                f"{s['epochs']} epoch{'s' if s['epochs'] > 1 else ''} of {s['steps_per_epoch']} steps "
+                f"({s['total_steps']} in all), "
+                f"{s['samples_per_step']} samples a step")
+
     def _epoch_line(self, row: dict, started: float, first_epoch: int) -> str:
         """The one-line summary printed after each epoch: losses and the task's metrics, the epoch's time, the
         run's elapsed time (since this process started it or resumed it) and the time left at that pace."""
@@ -356,6 +385,9 @@ class Trainer:
                 if cfg.resume:
                     logbook.truncate(progress.epoch, progress.global_step)
                 cfg.save(self.run_dir / CONFIG_FILE)
+                summary = self.summary()
+                atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1))
+            tqdm.write(self._summary_lines(summary))
             skipped = self.data.skipped
             if skipped:
                 tqdm.write(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})")
