@@ -198,3 +198,12 @@ def modernconv_model(result):
     import modernconv
 
     return modernconv.load_model(result.run_dir / "last.safetensors")
+
+
+def test_the_curves_show_the_learning_rate():
+    from modernconv.plots import curves_figure
+
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "val_top1": 50.0 + e, "val_top3": 90.0,
+             "lr": 1e-3 / e} for e in (1, 2, 3)]
+    titles = [ax.get_title() for ax in curves_figure(rows).axes]
+    assert titles == ["loss", "accuracy", "learning rate"]

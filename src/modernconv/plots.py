@@ -19,7 +19,8 @@ CURVE_PANELS = (("loss", "loss", (("train_loss", "train (with label smoothing / 
                                    ("ema_val_loss", "val, EMA weights (plain)"))),
                 ("accuracy", "accuracy (%)", (("val_top1", "val top-1"), ("ema_val_top1", "val top-1 (EMA)"),
                                               ("val_top{k}", "val top-{k}"))),
-                ("forecast error", "MAE (standardised)", (("val_mae", "val MAE"), ("ema_val_mae", "val MAE (EMA)"))))
+                ("forecast error", "MAE (standardised)", (("val_mae", "val MAE"), ("ema_val_mae", "val MAE (EMA)"))),
+                ("learning rate", "lr", (("lr", "lr at the epoch's end"),)))
 RECONSTRUCTION_ROWS = ("original", "masked input", "reconstruction")
 
 
@@ -29,10 +30,14 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
 
 
 def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
-    """Loss (train and val) and accuracy (val, EMA if present) against epoch; a panel with no metric in the
-    rows (accuracy in a pre-training run) is left out."""
-    if not rows:
-        return
+    """``curves_figure(rows)`` as a PNG (nothing for no rows)."""
+    if rows:
+        save_figure(curves_figure(rows), path)
+
+
+def curves_figure(rows: Sequence[dict[str, Any]]) -> Figure:
+    """Loss (train and val), accuracy (val, EMA if present), forecast error and the learning rate against
+    epoch (``CURVE_PANELS``); a panel with no metric in the rows (accuracy in a pre-training run) is left out."""
     epochs = [r["epoch"] for r in rows]
     panels = [(title, ylabel, [pair for key, label in curves for pair in _present(key, label, rows[0])])
               for title, ylabel, curves in CURVE_PANELS]
@@ -46,7 +51,7 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
 
 
 def _present(key: str, label: str, row: dict[str, Any]) -> list[tuple[str, str]]:
