@@ -207,3 +207,15 @@ def test_the_curves_show_the_learning_rate():
              "lr": 1e-3 / e} for e in (1, 2, 3)]
     titles = [ax.get_title() for ax in curves_figure(rows).axes]
     assert titles == ["loss", "accuracy", "learning rate"]
+
+
+def test_patience_stops_a_run_that_no_longer_improves_and_best_metric_chooses_the_judge(tmp_path, capsys):
+    result = train(quick(tmp_path, "flat", epochs=6, lr=0.0, warmup_epochs=0.0, patience=2))  # never improves
+    rows = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 3 and result.best_epoch == 1  # epochs 2 and 3 no better: stopped after 3 of 6
+    assert "no better val top1 in 2 epochs (best" in capsys.readouterr().out
+    by_loss = train(quick(tmp_path, "loss", epochs=2, best_metric="loss"))
+    losses = [json.loads(line)["val_loss"] for line in (by_loss.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert by_loss.metric == "loss" and by_loss.best_score == min(losses)  # lower is better for a loss
+    with pytest.raises(ConfigError, match="best_metric top5 is not one of this task's metrics: top1, top4, loss"):
+        train(quick(tmp_path, "bad", epochs=1, best_metric="top5"))

@@ -133,6 +133,10 @@ class RunConfig:
     seed: int = option(0, "random seed (data order, augmentation, initialisation)", check=">=0")
     output: str | None = option(None, "run folder (none = a new folder under runs/)")
     resume: bool = option(False, "continue the run in --output")
+    best_metric: str | None = option(None, "the held-out metric that decides the best weights and --patience (none "
+                                           "= the task's: top1, mse, miou, bbox_ap; e.g. segm_ap, loss)")
+    patience: int | None = option(None, "stop when the best metric has not improved for N epochs (none = never)",
+                                  check=">=1")
     save_every_steps: int = option(0, "also checkpoint every N optimizer steps (0 = at epoch ends only)", check=">=0")
     log_every_steps: int = option(10, "log loss, lr, images/s (and grad norm) every N optimizer steps",
                                   check=">=1")

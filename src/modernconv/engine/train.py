@@ -88,6 +88,9 @@ def _batchnorm_needs_more_values():
                           "(or larger images)") from None
 
 
+LOWER_IS_BETTER = ("loss", "mse", "mae")  # metric names (suffixes) whose smaller values are better
+
+
 def _clock(seconds: float) -> str:
     """``seconds`` as h:mm:ss (m:ss under an hour)."""
     minutes, secs = divmod(round(seconds), 60)
@@ -117,6 +120,10 @@ class Trainer:
         if cfg.resume:
             check_resumed_config(cfg, self.run_dir / CONFIG_FILE)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        # the metric that decides the best weights and patience: the task's, or the one the run names
+        self.metric = cfg.best_metric or task.metric
+        self.higher_is_better = (task.higher_is_better if self.metric == task.metric
+                                 else not self.metric.endswith(LOWER_IS_BETTER))
         self.ctx = RunContext(self.device, self.dist, self.run_dir, cfg.precision, self.memory_format,
                               preprocessing.replace(img_size=cfg.img_size or preprocessing.img_size))
         self.data = self.task.build_data(self.ctx)
@@ -372,14 +379,14 @@ class Trainer:
         self.logbook = logbook = Logbook(self.run_dir) if self.dist.is_main else None
         if cfg.resume:
             progress, rngs = load_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.scaler,
-                                            self.ema, self.task.higher_is_better)
+                                            self.ema, self.higher_is_better)
             self._restore_rng(rngs, progress)
             if progress.epoch >= self.epochs and logbook:
                 tqdm.write(f"{self.run_dir} has finished its {self.epochs} epochs; nothing to do (--epochs N with a "
                            "larger N trains it further)")
         else:
             progress = Progress()
-        progress.metric = self.task.metric
+        progress.metric = self.metric
         if logbook:
             with self._storage_errors():
                 if cfg.resume:
@@ -410,9 +417,16 @@ class Trainer:
                 self._save(progress)
                 if logbook:
                     tqdm.write(self._epoch_line(row, started, first_epoch))
+                if cfg.patience and progress.best_epoch and epoch + 1 - progress.best_epoch >= cfg.patience:
+                    if logbook:
+                        tqdm.write(f"no better val {self.metric} in {cfg.patience} epochs (best "
+                                   f"{progress.best_score:.4g} at epoch {progress.best_epoch}): stopped early")
+                    break
+        line = (self.task.result_line(progress.best_score, progress.best_epoch, row, self.run_dir)
+                if self.metric == self.task.metric or progress.best_score is None else
+                f"best val {self.metric} {progress.best_score:.4g} at epoch {progress.best_epoch}")
         return TrainResult(self.run_dir, progress.metric, progress.best_score, progress.best_epoch, row,
-                           self.dist.is_main, self.task.result_line(progress.best_score, progress.best_epoch, row,
-                                                                    self.run_dir))
+                           self.dist.is_main, line)
 
     def _evaluate(self, row: dict, progress: Progress) -> None:
         """The task's held-out metrics of the model (``val_*``) and its EMA (``ema_val_*``) into ``row``; the
@@ -423,17 +437,20 @@ class Trainer:
         for label, model in candidates.items():
             metrics = self.task.evaluate(self.ctx, model)
             row.update({f"{'val_' if label == 'model' else 'ema_val_'}{k}": v for k, v in metrics.items()})
-            if self.task.metric is not None:
-                scores[label] = metrics[self.task.metric]
+            if self.metric is not None and metrics:
+                if self.metric not in metrics:
+                    raise ConfigError(f"best_metric {self.metric} is not one of this task's metrics: "
+                                      f"{', '.join(metrics)}")
+                scores[label] = metrics[self.metric]
         if not scores:
             return
-        sign = 1 if self.task.higher_is_better else -1
+        sign = 1 if self.higher_is_better else -1
         label = max(scores, key=lambda k: sign * scores[k])  # the model on a tie
         if progress.best_score is None or sign * scores[label] > sign * progress.best_score:
             progress.best_score, progress.best_epoch = scores[label], row["epoch"]
             if self.dist.is_main:
                 save_checkpoint(candidates[label], self.run_dir / BEST_FILE, metadata={
-                    **self.task.metadata(self.data), "epoch": row["epoch"], self.task.metric: scores[label],
+                    **self.task.metadata(self.data), "epoch": row["epoch"], self.metric: scores[label],
                     "weights": label})
 
     def close(self) -> None:
