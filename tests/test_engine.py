@@ -215,3 +215,21 @@ def test_poly_schedule_is_mmcvs_with_linear_warm_up():
     f = [warmup_poly_factor(s, 160_000, 1500, 0.0) for s in (0, 750, 1500, 80_000, 160_000)]
     assert f[0] == pytest.approx(1e-6) and f[1] == pytest.approx((1 - 750 / 160_000) * (0.5 + 0.5 * 1e-6))
     assert f[2] == pytest.approx(1 - 1500 / 160_000) and f[3] == pytest.approx(0.5) and f[4] == 0.0
+
+
+def test_the_classification_report_equals_scikit_learns():
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from modernconv.engine.evaluate import EvalResult
+
+    truth = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
+    guess = torch.tensor([0, 1, 0, 1, 1, 2, 0, 2, 1, 0])  # class 3 is never predicted
+    confusion = torch.zeros(4, 4, dtype=torch.long)
+    confusion.index_put_((truth, guess), torch.ones(10, dtype=torch.long), accumulate=True)
+    rows, macro = EvalResult(0.0, 0.0, 0.0, 10, confusion).classification_report()
+    p, r, f, n = precision_recall_fscore_support(truth, guess, labels=[0, 1, 2, 3], zero_division=0)
+    for row, *expected in zip(rows, p, r, f, n):
+        assert [row["precision"], row["recall"], row["f1"]] == pytest.approx([100 * v for v in expected[:3]])
+        assert row["support"] == expected[3]
+    mp, mr, mf, _ = precision_recall_fscore_support(truth, guess, average="macro", zero_division=0)
+    assert [macro["precision"], macro["recall"], macro["f1"]] == pytest.approx([100 * mp, 100 * mr, 100 * mf])

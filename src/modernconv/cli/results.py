@@ -277,7 +277,9 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     add_segment_mode_options(p)
     add_fast_options(p)
     p.add_argument("--json", action="store_true",
-                   help='print {"top1", "topK", "loss", "count", "per_class"} (percent)')
+                   help='print {"top1", "topK", "loss", "count", "per_class", "per_class_report" (precision, '
+                        'recall, F1, support), "macro"} (percent); segmentation: {"miou", ...}; detection: '
+                        '{"bbox_ap", ...}')
 
     p = add_command(sub, "predict", cmd_predict, "top-k classes of images (or audio, video, point-cloud files)")
     add_checkpoint_options(p, batch_size=64)

@@ -41,11 +41,27 @@ class EvalResult:
         """The per-epoch metrics, the top-k named by the k it measures (``top3`` with three classes)."""
         return {"top1": self.top1, f"top{self.k}": self.top5, "loss": self.loss}
 
+    def classification_report(self) -> tuple[list[dict[str, float]], dict[str, float]]:
+        """Precision, recall and F1 (percent) of each class from the confusion matrix, and their macro average
+        (scikit-learn's ``classification_report``; a class never predicted has precision 0)."""
+        confusion = self.confusion.double()
+        hits, truths, guesses = confusion.diag(), confusion.sum(1), confusion.sum(0)
+        precision = torch.where(guesses > 0, hits / guesses.clamp(min=1), 0.0)
+        recall = torch.where(truths > 0, hits / truths.clamp(min=1), 0.0)
+        f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), 0.0)
+        rows = [{"precision": 100 * p, "recall": 100 * r, "f1": 100 * f, "support": int(n)}
+                for p, r, f, n in zip(precision.tolist(), recall.tolist(), f1.tolist(), truths.tolist())]
+        macro = {"precision": 100 * precision.mean().item(), "recall": 100 * recall.mean().item(),
+                 "f1": 100 * f1.mean().item()}
+        return rows, macro
+
     def report(self, class_names: list[str]) -> dict:
-        """Everything `modernconv eval --json` prints: top-1, top-k under its true k, loss, image count and
-        per-class accuracy."""
+        """Everything `modernconv eval --json` prints: top-1, top-k under its true k, loss, image count,
+        per-class accuracy, and precision / recall / F1 per class and macro-averaged."""
+        rows, macro = self.classification_report()
         return {"top1": self.top1, f"top{self.k}": self.top5, "loss": self.loss, "count": self.count,
-                "per_class": dict(zip(class_names, self.per_class))}
+                "per_class": dict(zip(class_names, self.per_class)),
+                "per_class_report": dict(zip(class_names, rows)), "macro": macro}
 
 
 @torch.no_grad()
