@@ -108,3 +108,16 @@ def test_init_takes_a_released_name_through_the_cache(tmp_path, monkeypatch, cap
            "--img-size", "32", "--batch-size", "32", "--output", str(tmp_path / "run"), "--progress", "false"]
     assert main(run) == 0  # fine-tuned from the release: its classifier replaced by the digits' 10 classes
     assert "classifier not loaded" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["export", "convnext_atto.d2_in1k", "OUT/m.onnx"], ["erf", "convnext_atto.d2_in1k",
+                                  "--output", "OUT/erf"], ["bench", "convnext_atto.d2_in1k"]])
+def test_a_released_name_on_the_command_line_means_its_weights_never_random_ones(argv, tmp_path, monkeypatch,
+                                                                                 capsys):
+    from modernconv.cli import main
+
+    monkeypatch.setenv("MODERNCONV_CACHE", str(tmp_path / "cache"))
+    assert main([a.replace("OUT", str(tmp_path)) for a in argv]) == 2  # not in the cache: said, nothing built
+    assert "not in the weights cache" in capsys.readouterr().err
+    assert main(["train", "--model", "convnext_atto.d2_in1k"]) == 2
+    assert "give --model convnext_atto --init convnext_atto.d2_in1k" in capsys.readouterr().err

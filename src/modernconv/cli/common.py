@@ -39,8 +39,11 @@ def build_from_args(args: argparse.Namespace, device: str = "cpu") -> Any:
         kwargs["in_chans"] = parse_input_size(args.input_size)[0]
     if getattr(args, "num_classes", None) is not None:
         kwargs["num_classes"] = args.num_classes
+    # a released name (NAME.TAG) means its weights, as create_model(NAME.TAG, pretrained=True); counting on the
+    # meta device needs none
+    released = "." in args.model and not getattr(args, "checkpoint", None) and device != "meta"
     with torch.device(device):
-        model = create_model(args.model, **kwargs)
+        model = create_model(args.model, pretrained=True if released else None, **kwargs)
     if getattr(args, "checkpoint", None):
         load_checkpoint(model, args.checkpoint)
     if args.reparameterize:
@@ -133,7 +136,8 @@ def model_or_checkpoint(name_or_file: str, checkpoint: str | None, device: Any, 
     if not path.exists():
         if path.suffix in (".safetensors", ".pth", ".pt", ".bin") or os.sep in name_or_file:
             raise UserError(f"{name_or_file}: no such checkpoint file or folder")
-        return create_model(name_or_file, pretrained=checkpoint, **kwargs).to(device)
+        released = "." in name_or_file and checkpoint is None  # NAME.TAG: the release's weights, never random ones
+        return create_model(name_or_file, pretrained=True if released else checkpoint, **kwargs).to(device)
     if checkpoint:
         raise UserError(f"{name_or_file} is a checkpoint file: give --checkpoint with a model name, or a checkpoint "
                         "file alone")

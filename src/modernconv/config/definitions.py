@@ -165,6 +165,10 @@ class RunConfig:
             raise ConfigError(f"scale must be two numbers 0 < min <= max <= 1, got {list(self.scale)}")
         if self.warmup_epochs > self.epochs:
             raise ConfigError(f"warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs})")
+        if "." in self.model:
+            name = self.model.partition(".")[0]
+            raise ConfigError(f"model {self.model} names released weights: give --model {name} --init {self.model} "
+                              "(a run builds the network from its name and starts from the weights)")
         if self.milestones is not None and (self.sched != "step" or list(self.milestones) != sorted(self.milestones)
                                             or self.milestones[-1] >= self.epochs):
             raise ConfigError(f"milestones {list(self.milestones)} need sched step and increasing epochs below "
