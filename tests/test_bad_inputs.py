@@ -186,3 +186,24 @@ def test_option_mistakes_name_the_flag_and_say_what_it_takes(argv, message, caps
     assert main(["train", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_nothing_to_predict_is_a_mistake_and_collapse_keeps_existing_files(trained, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", "--checkpoint", str(trained / "run" / "best.safetensors"), str(tmp_path / "empty"),
+                 "--output", str(tmp_path / "p.csv")]) == 2
+    assert "no input files in" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
+    (tmp_path / "c.csv").write_text("mine")
+    argv = ["collapse", "convnext_atto", "--checkpoint", str(trained / "run" / "best.safetensors"), "--images", "8",
+            "--csv", str(tmp_path / "c.csv"), "--plot", str(tmp_path / "c.png")]
+    assert main(argv) == 2 and "pass --force" in capsys.readouterr().err
+    assert (tmp_path / "c.csv").read_text() == "mine" and not (tmp_path / "c.png").exists()
+
+
+def test_a_class_without_held_out_samples_has_no_accuracy_rather_than_zero():
+    from modernconv.engine.evaluate import EvalResult
+
+    confusion = torch.tensor([[3, 1, 0], [0, 2, 0], [0, 0, 0]])  # class 2 has no held-out sample
+    result = EvalResult(83.3, 100.0, 0.5, 6, confusion)
+    assert result.per_class == [75.0, 100.0, None]
+    assert json.loads(json.dumps(result.report(["a", "b", "c"])))["per_class"]["c"] is None

@@ -41,6 +41,8 @@ def expand_inputs(inputs: list[str], extensions: tuple[str, ...] = IMG_EXTENSION
             paths += matches
         else:
             paths.append(item)
+    if not paths:  # folders without a single such file: nothing to predict is a mistake, not an empty result
+        raise UserError(f"no input files in {', '.join(inputs)} (looked for {', '.join(sorted(extensions))})")
     return paths
 
 

@@ -24,10 +24,11 @@ def cmd_collapse(args: argparse.Namespace) -> int:
     from ..plots import plot_collapse
     from ..runtime import resolve_device
 
+    csv_file, png_file = free_path(args.csv, args.force), free_path(args.plot, args.force)  # before the work
     curves = checkpoint_curves(args.model, args.checkpoint, args.data, args.images, args.img_size, args.batch_size,
                                resolve_device(args.device))
-    csv_path = write_collapse_csv(curves, args.csv)
-    png_path = plot_collapse(curves, args.plot, title=f"feature collapse, {args.model}")
+    csv_path = write_collapse_csv(curves, csv_file)
+    png_path = plot_collapse(curves, png_file, title=f"feature collapse, {args.model}")
     for curve in curves:
         print(f"{curve.label}: mean score {curve.mean:.4f} over {len(curve.score)} blocks "
               f"(first {curve.score[0]:.4f}, last {curve.score[-1]:.4f})")
@@ -102,7 +103,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"top-1 {result.top1:.2f}%  top-{result.k} {result.top5:.2f}%  loss {result.loss:.4f}  "
               f"({result.count} {samples})")
         for name, acc in zip(names, result.per_class):
-            print(f"  {name:20s} {acc:6.2f}%")
+            print(f"  {name:20s} {acc:6.2f}%" if acc is not None else f"  {name:20s}    n/a (no held-out samples)")
         if confusion_png:
             print(f"confusion matrix: {confusion_png}", flush=True)
     if confusion_png:
@@ -249,6 +250,7 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     p.add_argument("--device")
     p.add_argument("--csv", default="collapse.csv", help="where to write the scores (default collapse.csv)")
     p.add_argument("--plot", default="collapse.png", help="where to write the plot (default collapse.png)")
+    p.add_argument("--force", action="store_true", help="overwrite the --csv and --plot files if they exist")
 
     p = add_command(sub, "erf", cmd_erf, "effective receptive field of a model (heat map PNG, ratios JSON, map NPY)")
     p.add_argument("model", metavar="MODEL_OR_CHECKPOINT",

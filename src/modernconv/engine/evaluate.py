@@ -28,9 +28,11 @@ class EvalResult:
     confusion: torch.Tensor = field(repr=False)
 
     @property
-    def per_class(self) -> list[float]:
-        totals = self.confusion.sum(1).clamp(min=1)
-        return (100.0 * self.confusion.diag() / totals).tolist()
+    def per_class(self) -> list[float | None]:
+        """Each class's accuracy (percent); None for a class without held-out samples (no accuracy, not 0)."""
+        totals = self.confusion.sum(1)
+        hits = self.confusion.diag()
+        return [100.0 * h / n if n else None for h, n in zip(hits.tolist(), totals.tolist())]
 
     @property
     def k(self) -> int:
