@@ -395,6 +395,9 @@ def test_forecasting_trains_and_evaluates(tmp_path, capsys):
     assert main(["predict", "--checkpoint", str(run / "best.safetensors"), str(tmp_path / "series.npy")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "modernconv eval --checkpoint CKPT --data" in err  # a command that works
+    assert main(["eval", "--checkpoint", str(run / "best.safetensors"), "--data", "aeon:Airline", "--split", "test",
+                 "--confusion", str(tmp_path / "c.png")]) == 2  # refused, not ignored
+    assert "--confusion, --split do not apply to a forecaster" in capsys.readouterr().err
 
 
 def test_one_checkpoint_entry_point_serves_modality_models_and_their_networks(tmp_path):

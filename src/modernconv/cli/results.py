@@ -78,6 +78,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     mode = segment_mode(args, info.task)
     if args.data is None:
         args.data = "scenes" if info.task in ("segmentation", "detection") else "digits"
+    ignored = [f for f, given in (("--confusion", args.confusion), ("--split", args.split != "val")) if given]
+    if info.task == "forecasting" and ignored:
+        raise UserError(f"{', '.join(ignored)} do not apply to a forecaster (it is scored on the held-out end of "
+                        "each series)")
+    if args.confusion and info.task != "classification":
+        raise UserError(f"--confusion applies to classification checkpoints; this one is for {info.task}")
     if results_json and info.task != "detection":
         raise UserError(f"--results writes a detector's detections; this checkpoint is for {info.task}")
     if info.task == "detection":

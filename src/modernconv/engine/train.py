@@ -23,6 +23,7 @@ from ..config import RunConfig, load_config, resume_changes
 from ..data import batches_per_epoch, build_loader
 from ..errors import ConfigError, RunStopped, StorageError, TrainingDivergedError
 from ..files import atomic_write_text
+from ..modalities import IMAGE, get_modality
 from ..models import model_data_config
 from ..optim import build_optimizer, build_scheduler
 from ..runtime import autocast, resolve_device
@@ -397,7 +398,8 @@ class Trainer:
             tqdm.write(self._summary_lines(summary))
             skipped = self.data.skipped
             if skipped:
-                tqdm.write(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})")
+                samples = get_modality(getattr(cfg, "modality", IMAGE)).samples
+                tqdm.write(f"skipped {len(skipped)} unreadable {samples} (first: {skipped[0]})")
         row: dict = {}
         started, first_epoch = time.perf_counter(), progress.epoch
         with stop_requests() as stop:
