@@ -180,3 +180,17 @@ def test_an_interrupted_step_resumes_when_the_roadmap_runs_again(tmp_path, monke
     assert resumed == [True] and table[0]["step"] == "depthwise"
     assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert os.path.exists(tmp_path / "roadmap.csv")
+
+
+def test_a_stopped_roadmap_says_to_run_it_again_not_to_resume(tmp_path, monkeypatch, capsys):
+    import signal
+
+    from modernconv.cli import main
+    from modernconv.errors import RunStopped
+
+    def stopped(*args, **kwargs):
+        raise RunStopped(signal.SIGTERM, "SIGTERM after step 3 (epoch 1)", "continue with --output X --resume")
+    monkeypatch.setattr(experiment, "run_roadmap", stopped)
+    assert main(["roadmap", "--output", str(tmp_path)]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "SIGTERM after step 3 (epoch 1); saved: run the same roadmap command again" in err and "--resume" not in err

@@ -48,8 +48,12 @@ class StorageError(UserError):
 
 
 class RunStopped(Exception):
-    """A run stopped on a signal (SIGTERM, SIGINT) after saving a resumable checkpoint."""
+    """A run stopped on a signal (SIGTERM, SIGINT) after saving a resumable checkpoint: where it stopped, and
+    how to continue (``continued``: another command can say it its way, e.g. the roadmap)."""
 
-    def __init__(self, signum: int, message: str) -> None:
-        super().__init__(message)
-        self.signum = signum
+    def __init__(self, signum: int, where: str, how_to_continue: str) -> None:
+        super().__init__(f"{where}; saved: {how_to_continue}")
+        self.signum, self.where = signum, where
+
+    def continued(self, how_to_continue: str) -> "RunStopped":
+        return RunStopped(self.signum, self.where, how_to_continue)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import UserError
+from ..errors import RunStopped, UserError
 from .common import add_command, run_config
 
 
@@ -76,7 +76,10 @@ def cmd_roadmap(args: argparse.Namespace, extra: list[str]) -> int:
     if "output" not in overrides:
         raise UserError("roadmap needs --output DIR (running it again with the same DIR skips finished steps)")
     cfg = load_config(args.config, overrides, TrainConfig, defaults=MODERN_RECIPE)
-    table = run_roadmap(cfg, cfg.output, args.track, steps, args.repeats)
+    try:
+        table = run_roadmap(cfg, cfg.output, args.track, steps, args.repeats)
+    except RunStopped as stopped:  # the roadmap resumes by itself: the same command again, not --resume
+        raise stopped.continued(f"run the same roadmap command again (--output {cfg.output}) to continue") from None
     if table:
         best = max(table, key=lambda r: r["top1"])
         print(f"wrote {Path(cfg.output) / 'roadmap.csv'} and roadmap.png; best: {best['step']} "

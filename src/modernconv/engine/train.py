@@ -301,7 +301,7 @@ class Trainer:
             return
         self._save(progress)
         raise RunStopped(signum, f"{signal.Signals(signum).name} after step {progress.global_step} (epoch "
-                                 f"{progress.epoch + 1}); saved: continue with --output {self.run_dir} --resume")
+                                 f"{progress.epoch + 1})", f"continue with --output {self.run_dir} --resume")
 
     def _log_step(self, epoch: int, batch: int, batches: int, progress: Progress, window: list,
                   grad_norm: float | None, bar: tqdm) -> None:
