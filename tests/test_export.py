@@ -144,3 +144,11 @@ def test_missing_onnxruntime_is_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 2 and "pip install 'modernconv[export]'" in err and err.count("\n") == 1
 
+
+
+def test_export_images_zero_names_only_its_own_option(tmp_path, capsys):
+    from modernconv.cli import main
+
+    assert main(["export", "convnext_atto", str(tmp_path / "m.onnx"), "--images", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--images must be at least 1, got 0" in err and "--batch-size" not in err

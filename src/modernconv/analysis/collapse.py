@@ -92,8 +92,9 @@ def held_out_images(data: str, model: nn.Module, count: int, img_size: int | Non
                     batch_size: int = 32) -> list[torch.Tensor]:
     """The first ``count`` held-out images of ``data`` (digits, synthetic, or a folder: its val/ when it holds
     images, else its training images) in ``model``'s evaluation preprocessing, in batches."""
-    if count < 1 or batch_size < 1:
-        raise ConfigError(f"--images ({count}) and --batch-size ({batch_size}) must be at least 1")
+    for name, value in (("--images", count), ("--batch-size", batch_size)):  # each named alone: export has no
+        if value < 1:                                                     # --batch-size to blame
+            raise ConfigError(f"{name} must be at least 1, got {value}")
     pre = model.data_config.replace(img_size=img_size) if img_size else model.data_config
     images = build_unlabelled(data, "val", pre.input_size[0], pre.eval_transform())
     picked = [images[i][0] for i in range(min(count, len(images)))]
