@@ -110,7 +110,7 @@ def test_cli_writes_png_json_npy_and_refuses_mistakes_in_one_line(tmp_path, caps
                 (["erf", saved, "--checkpoint", saved, *elsewhere], "give --checkpoint with a model name"),
                 (["erf", "unireplknet_a", "--checkpoint", saved, *elsewhere], "does not fit unireplknet_a"),
                 (["erf", "convnext_atto", "--data", str(tmp_path / "none"), *elsewhere], "is not a folder of images"),
-                (["erf", "convnext_atto", "--images", "0", *elsewhere], "--images (0)"),
+                (["erf", "convnext_atto", "--images", "0", *elsewhere], "--images must be at least 1, got 0"),
                 (["erf", "convnext_atto", "--img-size", "20", *elsewhere], "needs inputs of at least 32x32")]
     for mistake, message in mistakes:
         assert main(mistake) == 2, mistake

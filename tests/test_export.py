@@ -126,7 +126,7 @@ def test_a_meaningless_atol_is_refused_before_exporting(tmp_path, atol):
     (["export", "convnext_atto", "OUT/m.bin"], "cannot tell the format from the name"),
     (["export", "convnext_atto", "OUT/m.bin", "--format", "tflite"], "unknown export format 'tflite'"),
     (["export", "convnext_atto", "OUT/m.pt", "--checkpoint", "OUT/u.safetensors"], "unexpected"),
-    (["export", "convnext_atto", "OUT/m.pt", "--images", "0", "--input-size", "3", "32", "32"], "--images (0)"),
+    (["export", "convnext_atto", "OUT/m.pt", "--images", "0", "--input-size", "3", "32", "32"], "--images must be at least 1, got 0"),
 ])
 def test_export_mistakes_are_one_line(tmp_path, capsys, argv, message):
     modernconv.save_checkpoint(modernconv.create_model("unireplknet_a"), tmp_path / "u.safetensors")
