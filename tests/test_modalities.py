@@ -415,3 +415,16 @@ def test_one_checkpoint_entry_point_serves_modality_models_and_their_networks(tm
         network = modernconv.create_model("convnext_atto", in_chans=1, num_classes=3,
                                           pretrained=tmp_path / "m.safetensors")
     assert all(torch.equal(v, trained.model.state_dict()[k]) for k, v in network.state_dict().items())
+
+
+@pytest.mark.parametrize("modality, options, message", [
+    ("audio", "{hop_ms: 0.01}", "a hop 1"), ("audio", "{window_ms: 0.01}", "a window needs 2 samples"),
+    ("audio", "{clip_seconds: 0.0001}", "the clip (0.0001 s) a window"),
+    ("pointcloud", "{view_size: 100000}", "view_size must be at most 8192"),
+    ("pointcloud", "{jitter: .nan}", "jitter"), ("video", "{frame_size: 5000}", "must be at most 8192"),
+])
+def test_modality_options_out_of_their_domain_are_one_line(modality, options, message, tmp_path, capsys):
+    assert main(["train", "--modality", modality, "--modality-options", options, "--output",
+                 str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "run").exists()

@@ -18,7 +18,8 @@ from torch import nn
 
 from ..errors import ConfigError, UnreadableFileError
 from .speech import spoken_digits
-from .spec import ModalitySpec, positive, require
+from ..data.preprocessing import MAX_SIDE
+from .spec import ModalitySpec, at_most, positive, require
 
 LOG_FLOOR = 1e-6  # added to the mel energies before the log: silence reads log(1e-6)
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -43,6 +44,14 @@ class AudioOptions:
                  self.clip_seconds, self.n_mels, self.frames, self.window_ms, self.hop_ms)
         if min(self.freq_mask, self.time_mask, self.masks) < 0:
             raise ConfigError("audio freq_mask, time_mask and masks must be >= 0")
+        window, hop = self.sample_rate * self.window_ms / 1000, self.sample_rate * self.hop_ms / 1000
+        if window < 2 or hop < 1 or self.clip_samples < window:
+            raise ConfigError(f"audio window_ms {self.window_ms:g} and hop_ms {self.hop_ms:g} give {window:.3g} and "
+                              f"{hop:.3g} samples at {self.sample_rate} Hz: a window needs 2 samples, a hop 1, and "
+                              f"the clip ({self.clip_seconds:g} s) a window")
+        at_most("audio n_mels", self.n_mels, 1024)
+        at_most("audio frames", self.frames, MAX_SIDE)
+        at_most("audio clip_seconds", self.clip_seconds, 3600)
 
     @property
     def clip_samples(self) -> int:

@@ -22,7 +22,8 @@ from torch import nn
 
 from ..errors import ConfigError, DataError, UnreadableFileError
 from .generated import GeneratedSet
-from .spec import ModalitySpec, positive, require
+from ..data.preprocessing import MAX_SIDE
+from .spec import ModalitySpec, at_most, positive, require
 
 POINT_EXTENSIONS = (".off", ".npy", ".txt")
 
@@ -43,6 +44,9 @@ class PointCloudOptions:
         positive("pointcloud points, view_size, splat and scale", self.points, self.view_size, self.splat, *self.scale)
         if self.scale[0] > self.scale[1] or self.jitter < 0 or self.splat % 2 == 0:
             raise ConfigError("pointcloud scale must be min <= max, jitter >= 0 and splat odd")
+        at_most("pointcloud view_size", self.view_size, MAX_SIDE)
+        at_most("pointcloud points", self.points, 10_000_000)
+        at_most("pointcloud splat", self.splat, self.view_size)
 
 
 def augment_points(points: torch.Tensor, opts: PointCloudOptions) -> torch.Tensor:

@@ -92,6 +92,12 @@ def require(module: str, what: str) -> Any:
         raise ConfigError(f"{what} needs the {module} package: pip install 'modernconv[modalities]'") from None
 
 
+def at_most(what: str, value: float, limit: float) -> None:
+    """Raise one line when ``value`` is above ``limit`` (sizes that would ask for absurd memory)."""
+    if value > limit:
+        raise ConfigError(f"{what} must be at most {limit:g}, got {value:g}")
+
+
 def positive(what: str, *values: float) -> None:
     """Raise one line unless every value is positive."""
     if not all(v > 0 for v in values):

@@ -21,7 +21,8 @@ from ..data.images import read_image
 from ..data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError, UnreadableFileError
 from .generated import GeneratedSet
-from .spec import ModalitySpec, positive, require
+from ..data.preprocessing import MAX_SIDE
+from .spec import ModalitySpec, at_most, positive, require
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 SAMPLINGS = ("uniform", "segment")
@@ -37,6 +38,8 @@ class VideoOptions:
 
     def __post_init__(self) -> None:
         positive("video frames and frame_size", self.frames, self.frame_size)
+        at_most("video frames", self.frames, 1024)
+        at_most("video frame_size x grid side", self.frame_size * math.ceil(math.sqrt(self.frames)), MAX_SIDE)
         if self.sampling not in SAMPLINGS:
             raise ConfigError(f"video sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
 
