@@ -229,3 +229,14 @@ def test_load_model_rebuilds_your_own_checkpoint_whole(tmp_path):
     with pytest.warns(UserWarning, match="own 3-class classifier build the model with num_classes=3, or rebuild a "
                                          r"modernconv checkpoint whole with modernconv.load_model\(path\)"):
         modernconv.create_model("convnext_atto", pretrained=str(path))  # 1000 classes asked: says how to get 3
+
+
+def test_a_reset_classifier_is_what_the_saved_file_rebuilds(tmp_path):
+    model = modernconv.create_model("convnext_atto", num_classes=10)
+    model.reset_classifier(5, global_pool="max")
+    randomize_(model)
+    modernconv.save_checkpoint(model.eval(), tmp_path / "five.safetensors")
+    again = modernconv.load_model(tmp_path / "five.safetensors")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert again.num_classes == 5 and torch.allclose(again(x), model(x), atol=1e-5)

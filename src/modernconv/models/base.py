@@ -164,6 +164,12 @@ class ModernConvNet(nn.Module):
         ref = next(self.parameters())
         self.head.reset(num_classes, global_pool, device=ref.device, dtype=ref.dtype)
         self.init_classifier(self.head.fc)
+        # recorded as built with them, so a saved checkpoint rebuilds this head (eval, predict, load_model)
+        kwargs = getattr(self, "model_kwargs", None)
+        if kwargs is not None:
+            kwargs["num_classes"] = num_classes
+            if global_pool is not None:
+                kwargs["global_pool"] = global_pool
 
     def init_classifier(self, fc: nn.Module) -> None:
         """Initialise a new classifier layer (the paper's scheme with ``trunc_normal_init``)."""
