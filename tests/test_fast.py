@@ -12,7 +12,7 @@ from modernconv.cli import main
 from modernconv.deploy import TOLERANCE, optimize_for_inference
 from modernconv.deploy import fast as fast_module
 
-from helpers import has_cxx_compiler
+from helpers import has_cxx_compiler, scaled_error
 
 pytestmark = pytest.mark.isa_sensitive  # numeric comparisons between kernels: CI reruns them on AVX2
 
@@ -113,3 +113,14 @@ def test_cli_fast_flag_on_eval(tmp_path, capsys):
     assert results[0]["count"] == results[1]["count"] > 300
     code = main(["bench", "convnext_atto", "--fast", "--mode", "train"])
     assert code == 2 and "--fast sets the precision" in capsys.readouterr().err
+
+
+def test_a_features_only_backbone_takes_the_fast_path_too():
+    backbone = modernconv.create_model("convnext_atto", features_only=True, out_norms=True).eval()
+    fast = modernconv.optimize_for_inference(backbone, "fp32", compile=False)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        got, expected = fast(x), backbone(x)
+    assert len(got) == len(expected) == 4
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape and scaled_error(g, e) <= 1e-5

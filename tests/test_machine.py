@@ -2,7 +2,9 @@
 tests/avx2.env, as an AVX2-only CPU (an AMD EPYC Zen 3, say) would run them: this proves that those variables
 really switch off the AVX-512, AMX and bf16 paths of ATen, Inductor and oneDNN, on any machine. (MKL's choice is
 not observable; MKL_ENABLE_INSTRUCTIONS is its documented switch. onnxruntime has none: export checks against it
-are relative to the outputs' scale.)"""
+are relative to the outputs' scale.) The restricted run keeps its own Inductor cache (TORCHINDUCTOR_CACHE_DIR):
+frozen graphs prepack weights for the ISA oneDNN was allowed, and a kernel cached under one restriction crashed
+("double free or corruption") when the other run reused it."""
 import os
 import subprocess
 import sys
@@ -13,6 +15,10 @@ import pytest
 pytestmark = pytest.mark.isa_sensitive
 
 AVX2_ENV = dict(line.split("=", 1) for line in (Path(__file__).parent / "avx2.env").read_text().split())
+
+
+def test_the_avx2_environment_keeps_its_own_compile_cache():
+    assert AVX2_ENV["TORCHINDUCTOR_CACHE_DIR"] != os.environ.get("TORCHINDUCTOR_CACHE_DIR")
 
 PROBE = """
 import torch

@@ -18,6 +18,8 @@ import copy
 import logging
 import warnings
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -65,7 +67,7 @@ class FastInference(ModelWrapper):
         x = x.to(device=device, dtype=self.dtype).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             out = self._run_compiled(x) if self.compiled is not None else self.model(x)
-        return out.to(out_dtype)
+        return _each(out, lambda t: t.to(out_dtype))
 
     def _run_compiled(self, x: torch.Tensor) -> torch.Tensor:
         """Run the compiled graph at its one batch size: pad smaller batches, split larger ones."""
@@ -83,9 +85,15 @@ class FastInference(ModelWrapper):
         if n == b:
             return self.compiled(x)
         if n > b:
-            return torch.cat([self._run_compiled(chunk) for chunk in x.split(b)])
+            parts = [self._run_compiled(chunk) for chunk in x.split(b)]
+            return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else [torch.cat(m) for m in zip(*parts)]
         padded = torch.cat([x, x.new_zeros((b - n, *x.shape[1:]))]).contiguous(memory_format=torch.channels_last)
-        return self.compiled(padded)[:n]
+        return _each(self.compiled(padded), lambda t: t[:n])
+
+
+def _each(out: torch.Tensor | list[torch.Tensor], apply: Any) -> torch.Tensor | list[torch.Tensor]:
+    """``apply`` to a model's output: one tensor, or each map of a ``features_only`` backbone's list."""
+    return apply(out) if isinstance(out, torch.Tensor) else [apply(t) for t in out]
 
 
 def optimize_for_inference(model: nn.Module, dtype: str = "bf16", compile: bool = True,
