@@ -129,7 +129,7 @@ def test_cli_train_eval_predict_on_an_image_folder(tmp_path, capsys):
     assert "best val top-1" in capsys.readouterr().out
     assert main(["eval", "--checkpoint", str(run / "best.safetensors"), "--data", str(data), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert set(metrics) == {"top1", "top2", "loss", "count", "per_class"} and metrics["top1"] > 50
+    assert set(metrics) == {"top1", "top2", "loss", "count", "per_class", "per_class_report", "macro"} and metrics["top1"] > 50
     assert metrics["count"] == 24 and set(metrics["per_class"]) == {"blue", "red"}
     assert not list(run.glob("*confusion*"))  # a confusion PNG only when asked for
     confusion = tmp_path / "confusion.png"

@@ -85,6 +85,8 @@ def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = 
     mode."""
     info = checkpoint_info(path)
     kwargs = {k: v for k, v in info.model_kwargs.items() if k != "drop_path_rate"}
+    if info.task in ("segmentation", "detection"):  # a dense model's backbone has no classifier of its own
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("num_classes", "global_pool")}
     try:
         if info.task == "segmentation":
             aux = info.segmenter.get("aux_channels", 256)
