@@ -351,8 +351,9 @@ def test_distributed_loader_shards_like_distributed_sampler():
     resumed = build_loader(data, 4, train=True, seed=9, epoch=3, distributed=True, num_replicas=2, rank=1,
                            start_batch=1)
     assert [i for b in _batches(resumed) for i in b[1].tolist()] == shards[1][4:]
-    evaluation = build_loader(data, 4, train=False, seed=9, distributed=True, num_replicas=2, rank=1)
-    assert [i for b in _batches(evaluation) for i in b[1].tolist()] == list(range(1, 21, 2)) + [0]  # padded
+    held_out = [[i for b in _batches(build_loader(data, 4, train=False, seed=9, distributed=True, num_replicas=2,
+                                                  rank=rank)) for i in b[1].tolist()] for rank in range(2)]
+    assert held_out == [list(range(0, 21, 2)), list(range(1, 21, 2))]  # disjoint, unpadded: each sample once
 
 
 def test_a_symlink_loop_in_a_data_folder_is_not_followed(tmp_path):
