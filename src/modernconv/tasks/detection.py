@@ -45,8 +45,8 @@ class DetectionTask(Task):
                                                  cfg.skip_bad_images)
         self.val_loader = build_loader(self.val, cfg.batch_size, train=False, seed=cfg.seed, num_workers=cfg.workers,
                                        distributed=ctx.dist.enabled, collate_fn=pairs_as_lists)
-        return TaskData(train, self.val, list(train.class_names), ctx.preprocessing, None,
-                        train.bad_images + self.val.bad_images)
+        pre = ctx.preprocessing.replace(img_size=max(cfg.min_size))  # the detector resizes to min_size itself
+        return TaskData(train, self.val, list(train.class_names), pre, None, train.bad_images + self.val.bad_images)
 
     def build_model(self, data: TaskData) -> nn.Module:
         """The detector for the data's classes; ``init`` is a detector's checkpoint (whatever fits loads: another
