@@ -30,6 +30,5 @@ class FPNBackbone(nn.Module):
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        layout = torch.contiguous_format if x.is_contiguous() else torch.channels_last
-        maps = [m.contiguous(memory_format=layout) for m in self.body(x)[self.first:]]
+        maps = self.body(x)[self.first:]  # in the input's memory format
         return self.fpn(OrderedDict((str(i), m) for i, m in enumerate(maps)))

@@ -46,10 +46,7 @@ class Segmenter(nn.Module):
         self.in_chans = backbone.in_chans
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        # the heads run in the input's memory format: the ConvNeXt blocks leave channels-last strides behind, and
-        # UperNet's wide 3x3 convs train ~2% faster on a contiguous map when the input is contiguous
-        layout = torch.contiguous_format if x.is_contiguous() else torch.channels_last
-        maps = [m.contiguous(memory_format=layout) for m in self.backbone(x)]
+        maps = self.backbone(x)  # in the input's memory format
         logits = resize(self.decode_head(maps), x.shape[2:])
         if not (self.training and self.auxiliary_head is not None):
             return logits

@@ -70,7 +70,11 @@ class FeatureBackbone(ModelWrapper):
         self.model.set_grad_checkpointing(enable)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The maps of ``out_indices`` (through their norms), in ``x``'s memory format: the channels-first
+        LayerNorm works in a channels-last view and leaves those strides behind, and the dense heads' wide convs
+        train ~2% slower on such maps when the input is contiguous."""
         maps = self.model.forward_intermediates(x, self.out_indices, intermediates_only=True)
-        if not self.out_norms:
-            return maps
-        return [getattr(self, f"norm{i}")(m) for i, m in zip(self.out_indices, maps)]
+        if self.out_norms:
+            maps = [getattr(self, f"norm{i}")(m) for i, m in zip(self.out_indices, maps)]
+        layout = torch.contiguous_format if x.is_contiguous() else torch.channels_last
+        return [m.contiguous(memory_format=layout) for m in maps]
