@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -74,6 +74,18 @@ class DetectionSet(Dataset):
 
     def read(self, index: int) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
+
+    def readable(self, entries: list, path_of: Callable[[Any], str]) -> list:
+        """``entries`` (the list ``read`` indexes, in its order) without those ``read`` cannot read, whose paths
+        go to ``bad_images`` (``skip_bad_images``)."""
+        kept = []
+        for index, entry in enumerate(entries):
+            try:
+                self.read(index)
+                kept.append(entry)
+            except DataError:
+                self.bad_images.append(path_of(entry))
+        return kept
 
     def ground_truth(self) -> dict:
         """This split in COCO's format (images, annotations, categories), as COCO's evaluation reads it."""
@@ -139,16 +151,7 @@ class CocoInstances(DetectionSet):
         self.class_names, self.skipped = coco.class_names, coco.skipped
         self.images = [i for i in coco.images if keep_empty or i.annotations]
         if skip_bad:
-            good = [self._readable(i) for i in range(len(self.images))]
-            self.bad_images = [str(self.folder / i.file_name) for i, ok in zip(self.images, good) if not ok]
-            self.images = [i for i, ok in zip(self.images, good) if ok]
-
-    def _readable(self, index: int) -> bool:
-        try:
-            self.read(index)
-        except DataError:
-            return False
-        return True
+            self.images = self.readable(self.images, lambda entry: str(self.folder / entry.file_name))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -198,24 +201,14 @@ class VocBoxes(DetectionSet):
         self.class_names = VOC_OBJECTS if set(names) <= set(VOC_OBJECTS) else names
         self.stems, self.folder = stems, root / "JPEGImages"
         if skip_bad:
-            good = [self._image(s, check=True) is not None for s in stems]
-            self.bad_images = [str(self.folder / f"{s}.jpg") for s, ok in zip(stems, good) if not ok]
-            self.stems = [s for s, ok in zip(stems, good) if ok]
-
-    def _image(self, stem: str, check: bool = False) -> torch.Tensor | None:
-        try:
-            return torch.from_numpy(np.array(read_image(str(self.folder / f"{stem}.jpg"), 3))).permute(2, 0, 1)
-        except DataError:
-            if check:
-                return None
-            raise
+            self.stems = self.readable(self.stems, lambda stem: str(self.folder / f"{stem}.jpg"))
 
     def __len__(self) -> int:
         return len(self.stems)
 
     def read(self, index: int) -> tuple[torch.Tensor, dict]:
         stem = self.stems[index]
-        image = self._image(stem)
+        image = torch.from_numpy(np.array(read_image(str(self.folder / f"{stem}.jpg"), 3))).permute(2, 0, 1)
         kept = [o for o in self.objects[stem][0] if not o[2]]
         boxes = np.array([o[1] for o in kept], np.float32).reshape(-1, 4)
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, image.shape[2])
