@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import Interrupt, die_after_steps
 from modernconv.config import load_config
 from modernconv.tasks import train, trainer_for
 from modernconv.engine import run_folder
@@ -96,7 +98,7 @@ def test_random_sigkills_always_leave_a_run_that_resumes_to_the_uninterrupted_we
     args = quick_args(run, save_every_steps=1, epochs=3)
     for attempt in range(30):
         started = time.time()
-        proc = subprocess.Popen(cli(*args, *(["--resume"] if (run / "last.safetensors").exists() else [])), env=ONE_THREAD,
+        proc = subprocess.Popen(cli(*args, "--resume", "auto"), env=ONE_THREAD,  # one command, as a requeued job
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while not reached_training(run, started) and proc.poll() is None and time.monotonic() < deadline:
@@ -114,6 +116,72 @@ def test_random_sigkills_always_leave_a_run_that_resumes_to_the_uninterrupted_we
     epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_time_based_checkpoints_save_the_same_set_when_the_minutes_have_passed(tmp_path, monkeypatch):
+    from modernconv.engine import train as engine
+
+    clock = {"now": 0.0}  # each optimizer step takes 40 s of this clock: 90 s have passed at every third step
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(monotonic=lambda: clock["now"],
+                                                              perf_counter=time.perf_counter))
+    longer = dict(synthetic_samples=192, epochs=1)  # 9 steps
+    trainer = trainer_for(quick(tmp_path, save_every_minutes=1.5, **longer))
+    step, save, saved = trainer._optimizer_step, trainer._save, []
+
+    def slow_step():
+        clock["now"] += 40
+        return step()
+
+    def save_at(progress):
+        saved.append((progress.epoch, progress.batches_done))
+        save(progress)
+
+    monkeypatch.setattr(trainer, "_optimizer_step", slow_step)
+    monkeypatch.setattr(trainer, "_save", save_at)
+    die_after_steps(trainer, monkeypatch, 7)  # after the step-6 checkpoint
+    with pytest.raises(Interrupt):
+        trainer.fit()
+    trainer.close()
+    assert saved == [(0, 3), (0, 6)]
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert (state["progress"]["epoch"], state["progress"]["batches_done"]) == (0, 6)
+    full = train(quick(tmp_path, "full", **longer))
+    resumed = train(quick(tmp_path, "run", save_every_minutes=1.5, resume=True, **longer))
+    assert same_weights(full.run_dir / "last.safetensors", resumed.run_dir / "last.safetensors")
+
+
+class DiesInAWorker(torch.utils.data.Dataset):
+    """A training set whose loader worker is killed (SIGKILL, as the kernel's OOM killer does) at one sample,
+    once: ``flag`` records that it happened."""
+
+    def __init__(self, data, at: int, flag) -> None:
+        self.data, self.at, self.flag = data, at, flag
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index):
+        if index == self.at and not self.flag.exists():
+            self.flag.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.data[index]
+
+
+def test_a_killed_loader_worker_stops_the_run_with_one_line_and_it_resumes(tmp_path):
+    # 9 steps; no random crop: worker augmentation after a mid-epoch resume is not the uninterrupted run's
+    longer = dict(workers=1, save_every_steps=2, synthetic_samples=192, epochs=1, scale=(1.0, 1.0))
+    trainer = trainer_for(quick(tmp_path, **longer))
+    order = list(trainer._train_loader(0).batch_sampler)  # die loading the 8th batch (2 are loaded ahead)
+    trainer.data.train = DiesInAWorker(trainer.data.train, order[7][0], tmp_path / "killed")
+    with pytest.raises(UserError, match=r"DataLoader worker \(pid.*\) is killed by signal: Killed \(out of memory\?\)"
+                                        r"\. The last good checkpoint is .*last.safetensors; lower --workers"):
+        trainer.fit()
+    trainer.close()
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert state["progress"]["batches_done"] >= 4  # a mid-epoch checkpoint is kept
+    resumed = train(quick(tmp_path, resume="auto", **longer))
+    full = train(quick(tmp_path, "full", **longer))
+    assert same_weights(full.run_dir / "last.safetensors", resumed.run_dir / "last.safetensors")
 
 
 # ----- divergence -----

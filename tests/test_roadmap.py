@@ -136,9 +136,11 @@ def test_list_json_gives_every_steps_cost(capsys):
 
 def test_roadmap_runs_on_digits_and_skips_finished_steps(tmp_path, capsys):
     out = tmp_path / "roadmap"
-    argv = ["roadmap", "--epochs", "1", "--steps", "depthwise,resnet50", "--output", str(out), "--progress", "false",
-            "--batch-size", "32", "--data", "synthetic", "--synthetic-samples", "160", "--img-size", "32"]
-    assert main(argv) == 0
+    base = ["roadmap", "--output", str(out), "--progress", "false", "--batch-size", "32", "--data", "synthetic",
+            "--synthetic-samples", "160", "--img-size", "32"]
+    argv = [*base, "--epochs", "1"]
+    assert main([*argv, "--steps", "depthwise"]) == 0
+    assert main([*argv, "--steps", "resnet50"]) == 0  # the table keeps the folder's earlier steps
     with (out / "roadmap.csv").open() as f:
         table = list(csv.DictReader(f))
     assert [r["step"] for r in table] == ["resnet50", "depthwise"]  # the roadmap's order
@@ -151,8 +153,15 @@ def test_roadmap_runs_on_digits_and_skips_finished_steps(tmp_path, capsys):
     weights = out / "depthwise" / "seed0" / "last.safetensors"
     written = weights.stat().st_mtime_ns
     capsys.readouterr()
-    assert main(argv) == 0  # everything finished: nothing is trained again
+    assert main([*argv, "--steps", "depthwise,resnet50"]) == 0  # everything finished: nothing is trained again
     assert weights.stat().st_mtime_ns == written and "epoch 1/1" not in capsys.readouterr().out
+    # finished runs of other settings are neither reused nor mixed into the table
+    for changed in ([*argv[1:], "--lr", "0.5"], [*base[1:], "--epochs", "2"]):
+        assert main([base[0], *changed, "--steps", "kernel_7"]) == 2
+        err = capsys.readouterr().err
+        assert "holds roadmap runs made with other settings" in err and f"{changed[-2][2:]} (saved" in err
+    assert not (out / "kernel_7").exists() and len(list(csv.DictReader((out / "roadmap.csv").open()))) == 2
+    assert main([*argv, "--steps", ""]) == 2 and "no roadmap step given" in capsys.readouterr().err
 
 
 def test_an_interrupted_step_resumes_when_the_roadmap_runs_again(tmp_path, monkeypatch):
@@ -177,7 +186,9 @@ def test_an_interrupted_step_resumes_when_the_roadmap_runs_again(tmp_path, monke
     resumed = []
     monkeypatch.setattr(experiment, "train", lambda cfg, label: resumed.append(cfg.resume) or original(cfg, label))
     table = experiment.run_roadmap(quick, tmp_path, steps=["depthwise"])
-    assert resumed == [True] and table[0]["step"] == "depthwise"
+    assert resumed == ["auto"] and table[0]["step"] == "depthwise"
+    start = json.loads((run / "summary.json").read_text())["start"]
+    assert start.startswith("resume auto: continued the saved run from epoch 2")
     assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert os.path.exists(tmp_path / "roadmap.csv")
 

@@ -92,6 +92,41 @@ def test_an_existing_run_is_never_overwritten(tmp_path):
         train(quick(tmp_path, "empty", resume=True))
 
 
+def test_resume_auto_starts_continues_or_refuses(tmp_path, monkeypatch, capsys):
+    extra = dict(save_every_steps=3)
+    full = train(quick(tmp_path, "full", **extra))
+    trainer = trainer_for(quick(tmp_path, "cut", resume="auto", **extra))  # nothing there: a new run
+    die_after_steps(trainer, monkeypatch, 3)
+    with pytest.raises(Interrupt):
+        trainer.fit()
+    trainer.close()
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert summary["start"] == "resume auto: started a new run (the folder held none)"
+    resumed = train(quick(tmp_path, "cut", resume="auto", **extra))  # the requeued command: continues
+    assert same(weights(full.run_dir), weights(resumed.run_dir))
+    assert json.loads((resumed.run_dir / "summary.json").read_text())["start"] == \
+        "resume auto: continued the saved run from epoch 1, batch 3 (step 3)"
+    assert "resume auto: continued the saved run from epoch 1" in capsys.readouterr().out
+    finished = (resumed.run_dir / "last.safetensors").read_bytes()
+    train(quick(tmp_path, "cut", resume="auto", **extra))  # finished: nothing to do
+    assert (resumed.run_dir / "last.safetensors").read_bytes() == finished
+    with pytest.raises(ConfigError, match="with its saved settings, but these differ: lr"):
+        train(quick(tmp_path, "cut", resume="auto", lr=0.1, **extra))
+    # a folder another run was killed in before its first checkpoint: its own command starts it again ...
+    trainer = trainer_for(quick(tmp_path, "early", resume="auto"))
+    die_after_steps(trainer, monkeypatch, 0)
+    with pytest.raises(Interrupt):
+        trainer.fit()
+    trainer.close()
+    with pytest.raises(ConfigError, match=r"early holds another run's files \(it saved no checkpoint; its settings "
+                                          r"differ: lr"):
+        train(quick(tmp_path, "early", resume="auto", lr=0.1))  # ... another one is refused
+    again = train(quick(tmp_path, "early", resume="auto", epochs=1))
+    assert [json.loads(r)["epoch"] for r in (again.run_dir / "metrics.jsonl").read_text().splitlines()] == [1]
+    with pytest.raises(ConfigError, match="needs --output DIR"):
+        train(load_config(None, {**QUICK, "resume": "auto"}))
+
+
 def test_all_the_options_together(tmp_path):
     result = train(quick(tmp_path, model="convnextv2_atto", epochs=1, accum_steps=2, layer_decay=0.8, clip_grad=1.0,
                          ema_decay=0.99, precision="bf16", channels_last=True, grad_checkpointing=True,

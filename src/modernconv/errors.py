@@ -47,6 +47,11 @@ class StorageError(UserError):
     """A run could not write to its folder (full disk, read-only folder); what was saved before is kept."""
 
 
+class WorkerLostError(UserError):
+    """A data-loading worker process died (the kernel kills one that runs out of memory); what was saved is
+    kept."""
+
+
 class RunStopped(Exception):
     """A run stopped on a signal (SIGTERM, SIGINT) after saving a resumable checkpoint: where it stopped, and
     how to continue (``continued``: another command can say it its way, e.g. the roadmap)."""

@@ -64,7 +64,9 @@ def _convert(kind: Any, value: Any) -> Any:
         return value
     if kind in (int, float):
         return _number(kind, value)
-    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+    if isinstance(value, bool):  # a YAML true/false in a text field (resume: true)
+        return str(value).lower()
+    if not isinstance(value, (str, int, float)):
         raise ValueError
     return str(value)
 

@@ -48,6 +48,12 @@ def _show_note(message: Warning | str, *_args: object, **_kwargs: object) -> Non
     print(f"modernconv: note: {message}", file=sys.stderr)
 
 
+def _lost_a_process(e: Exception) -> bool:
+    """Whether ``e`` is a collective failing because a peer process of a torchrun job died."""
+    return (int(os.environ.get("WORLD_SIZE", "1")) > 1 and isinstance(e, RuntimeError)
+            and any(word in str(e) for word in ("gloo", "NCCL", "Connection reset", "Connection closed")))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user mistakes print one line and return 2; anything unexpected one line and 1 (the
     traceback with --debug); a closed output pipe ends quietly."""
@@ -80,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         message = (str(e).strip().splitlines() or [""])[0]
+        if _lost_a_process(e):
+            print(f"modernconv: error: another process of this distributed run stopped ({message.split('] ')[-1]}); "
+                  "what it saved is kept: the same command with --resume auto continues it (torchrun "
+                  "--max-restarts does so by itself)", file=sys.stderr)
+            return 1
         print(f"modernconv: error: unexpected {type(e).__name__}: {message} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 1

@@ -119,7 +119,7 @@ def run_config(args: argparse.Namespace, extra: list[str], kind: type) -> Any:
         raise UserError(f"unexpected argument {extra[0]!r}; options take the form --key value")
     overrides = overrides_from(args, kind)
     recipe = args.config
-    if recipe is None and "resume" in overrides and "output" in overrides:
+    if recipe is None and str(overrides.get("resume", "false")).lower() != "false" and "output" in overrides:
         saved = Path(overrides["output"]) / CONFIG_FILE
         recipe = saved if saved.is_file() else None
     return load_config(recipe, overrides, kind)

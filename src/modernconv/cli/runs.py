@@ -53,7 +53,7 @@ def cmd_roadmap(args: argparse.Namespace, extra: list[str]) -> int:
     from ..config import TrainConfig, load_config
     from ..experiments.roadmap import MODERN_RECIPE, check_steps, run_roadmap, step_costs
 
-    steps = check_steps(args.track, args.steps.split(",") if args.steps else None)
+    steps = check_steps(args.track, [s for s in args.steps.split(",") if s] if args.steps is not None else None)
     if args.list:
         costs = step_costs(args.track, steps=steps)
         if args.json:

@@ -45,6 +45,7 @@ DETECTOR_KINDS = ("mask_rcnn", "cascade_mask_rcnn", "faster_rcnn", "retinanet", 
 IMAGE_ONLY = ("hflip", "randaugment_magnitude", "auto_augment", "color_jitter", "random_erasing", "mixup", "cutmix",
               "layer_decay")  # options that act on images (or, for layer decay, on the image network's layers)
 MAX_WORKERS = 256
+RESUME_MODES = ("false", "true", "auto")  # start a run; continue one; continue one when there is one, else start
 
 # range name -> (test, how to say it)
 RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -132,12 +133,16 @@ class RunConfig:
     # run
     seed: int = option(0, "random seed (data order, augmentation, initialisation)", check=">=0")
     output: str | None = option(None, "run folder (none = a new folder under runs/)")
-    resume: bool = option(False, "continue the run in --output")
+    resume: str = option("false", "true (--resume alone): continue the run in --output; auto: continue it when the "
+                                  "folder holds one, else start it there (one command for requeued jobs and "
+                                  "elastic restarts)", choices=RESUME_MODES)
     best_metric: str | None = option(None, "the held-out metric that decides the best weights and --patience (none "
                                            "= the task's: top1, mse, miou, bbox_ap; e.g. segm_ap, loss)")
     patience: int | None = option(None, "stop when the best metric has not improved for N epochs (none = never)",
                                   check=">=1")
     save_every_steps: int = option(0, "also checkpoint every N optimizer steps (0 = at epoch ends only)", check=">=0")
+    save_every_minutes: float = option(0.0, "also checkpoint when N minutes have passed since the last one (long "
+                                            "epochs under wall-clock limits; 0 = off)", check=">=0")
     log_every_steps: int = option(10, "log loss, lr, images/s (and grad norm) every N optimizer steps",
                                   check=">=1")
     progress: bool = option(True, "progress: a bar on a terminal, else a plain line every log_every_steps steps")
@@ -353,7 +358,7 @@ class PretrainConfig(FCMAEOptions, RunConfig):
 CONFIG_KINDS: tuple[type[RunConfig], ...] = (TrainConfig, PretrainConfig)
 # what a resumed run may set differently from its saved config.yaml: where and how it runs, not what it learns
 RESUME_MAY_CHANGE = frozenset({"resume", "output", "epochs", "iters", "device", "workers", "compile", "progress",
-                               "log_every_steps", "save_every_steps"})
+                               "log_every_steps", "save_every_steps", "save_every_minutes"})
 
 
 def resume_changes(saved: RunConfig, given: RunConfig) -> list[str]:

@@ -18,7 +18,13 @@ def coerce(name: str, value: Any, kind: type[RunConfig] = TrainConfig) -> Any:
     """Convert a YAML or command-line value to field ``name``'s type in config class ``kind`` (the one coercer,
     ``modernconv.values.coerce``), or raise ConfigError."""
     spec, hint = field_types(kind)[name]
-    return coerce_value(name, value, hint, meaning=spec.metadata["help"])
+    value = coerce_value(name, value, hint, meaning=spec.metadata["help"])
+    choices = spec.metadata["choices"] or ()
+    if isinstance(value, str) and value not in choices:  # a choice in any case (BF16); resume's yes/no/1/0 too
+        word = value.lower()
+        word = {"yes": "true", "1": "true", "no": "false", "0": "false"}.get(word, word) if "true" in choices else word
+        value = word if word in choices else value
+    return value
 
 
 # timm's train.py names that mean one of our options exactly (accepted on the command line and in recipes)

@@ -42,10 +42,10 @@ def add_config_options(parser: argparse.ArgumentParser, kind: type[RunConfig], d
     command can say why) but left out of ``--help``."""
     group = parser.add_argument_group(f"{kind.TASK} options (also YAML keys of a recipe)")
     rows = option_rows(kind, defaults)
-    for (flag, type_name, default, text), (name, (_, hint)) in zip(rows, field_types(kind).items()):
+    for (flag, type_name, default, text), (name, (f, hint)) in zip(rows, field_types(kind).items()):
         plain, _ = plain_type(hint)
         extra: dict[str, Any] = {}
-        if plain is bool:
+        if plain is bool or "true" in (f.metadata["choices"] or ()):  # --flag alone means true
             extra = dict(nargs="?", const="true")
         elif typing.get_origin(plain) is tuple:
             extra = dict(nargs="+")

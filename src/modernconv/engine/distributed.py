@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.distributed.constants import default_pg_timeout
+
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,9 @@ def init_distributed(device_type: str) -> DistInfo:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        store = _restart_store(world)
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", store=store,
+                                rank=info.rank if store else -1, world_size=world if store else -1)
     # depthwise (C, 1, k, k) weight grads come back with a different stride on their size-1 dim: same layout
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     if device_type == "cuda":
@@ -46,10 +51,36 @@ def init_distributed(device_type: str) -> DistInfo:
     return info
 
 
+def _restart_store(world: int) -> dist.Store | None:
+    """The store a group restarted by torchrun (``--max-restarts``) must join through, or None for torch's own.
+
+    torchrun shares its rendezvous store with the workers, so a restarted group can read the addresses the
+    group before it left there and wait for dead processes (pytorch issue 135712). On one node each restart's
+    keys get their own prefix (all workers share the agent's restart count); across nodes the counts differ,
+    so that launch must give every group a store of its own (TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1)."""
+    env = os.environ
+    if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or int(env.get("TORCHELASTIC_MAX_RESTARTS", "0")) == 0:
+        return None
+    if int(env.get("GROUP_WORLD_SIZE", "1")) > 1:
+        raise ConfigError("torchrun --max-restarts across nodes: launch every node with "
+                          "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (a restarted group would otherwise read the old "
+                          "group's addresses from the shared store and hang)")
+    shared = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), world, is_master=False,
+                           timeout=default_pg_timeout)
+    return dist.PrefixStore(f"modernconv/restart{env.get('TORCHELASTIC_RESTART_COUNT', '0')}", shared)
+
+
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Sum ``values`` over all processes (a no-op on one)."""
     if info.enabled:
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def all_reduce_max(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The largest of ``values`` over all processes, element by element (a no-op on one)."""
+    if info.enabled:
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
     return values
 
 

@@ -48,12 +48,15 @@ class Logbook:
 
     def truncate(self, epochs_done: int, steps_done: int) -> None:
         """Keep the whole rows of the first ``epochs_done`` epochs and ``steps_done`` steps (a resumed run
-        re-logs those it repeats)."""
-        kept = [r for r in self.rows() if r["epoch"] <= epochs_done]
-        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))
-        steps = [r for r in self._read(self.steps, "step") if r["step"] <= steps_done]
-        atomic_write_text(self.steps, "".join(json.dumps(r) + "\n" for r in steps))
-        self._write_csv(kept)
+        re-logs those it repeats; a new run, 0 and 0, drops what a run killed before its first checkpoint
+        logged). Files not there yet are not created."""
+        if self.jsonl.exists():
+            kept = [r for r in self.rows() if r["epoch"] <= epochs_done]
+            atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))
+            self._write_csv(kept)
+        if self.steps.exists():
+            steps = [r for r in self._read(self.steps, "step") if r["step"] <= steps_done]
+            atomic_write_text(self.steps, "".join(json.dumps(r) + "\n" for r in steps))
 
     def log_step(self, row: dict[str, Any]) -> None:
         """Append one step's scalars (step, epoch, loss, lr, images/s, grad norm when measured)."""

@@ -5,31 +5,57 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import warnings
 from datetime import datetime
 from pathlib import Path
 
-from ..config import RunConfig
+from ..config import RunConfig, load_config, resume_changes
 from ..errors import ConfigError, StorageError
 from ..files import remove_stale_temporaries
-from .state import has_saved_run, remove_orphan_states
+from .state import CONFIG_FILE, has_saved_run, remove_orphan_states
 
 LOCK_FILE = ".lock"
 DEFAULT_PARENT = Path("runs")
 
 
-def check_run_dir(cfg: RunConfig) -> Path:
-    """The run folder ``cfg`` asks for (a new default name when it names none), after checking that a new run
-    does not land on a saved one and that a resumed run has one. Nothing is created."""
+def check_run_dir(cfg: RunConfig) -> tuple[Path, bool]:
+    """The run folder ``cfg`` asks for (a new default name when it names none) and whether the run continues the
+    one saved there, after checking that a new run does not land on a saved one, that ``resume: true`` finds one,
+    and that whatever a resumed or ``auto`` run finds there is this run's (its saved settings). Nothing is
+    created."""
     if cfg.output is None:
-        if cfg.resume:
-            raise ConfigError("--resume needs --output DIR naming the run to continue")
-        return DEFAULT_PARENT / f"{cfg.model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        if cfg.resume != "false":
+            raise ConfigError(f"--resume{' auto' if cfg.resume == 'auto' else ''} needs --output DIR naming the run "
+                              "to continue")
+        return DEFAULT_PARENT / f"{cfg.model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}", False
     run_dir = Path(cfg.output)
-    if cfg.resume and not has_saved_run(run_dir):
-        raise ConfigError(f"{run_dir} holds no run to resume")
-    if not cfg.resume and has_saved_run(run_dir):
+    saved = has_saved_run(run_dir)
+    if cfg.resume == "true" and not saved:
+        raise ConfigError(f"{run_dir} holds no run to resume (--resume auto starts one when there is none)")
+    if cfg.resume == "false" and saved:
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --output")
-    return run_dir
+    if cfg.resume != "false":  # a run killed before its first checkpoint left only its config: the same run, or not
+        check_saved_config(cfg, run_dir / CONFIG_FILE, saved)
+    return run_dir, saved and cfg.resume != "false"
+
+
+def check_saved_config(cfg: RunConfig, saved_path: Path, resuming: bool) -> None:
+    """A resumed run continues with its saved settings: refuse any change but where and how long it runs (a
+    longer or shorter run recomputes the lr schedule for the new length, which is said). Before its first
+    checkpoint (``resuming`` False) the folder is this run's only when its settings are the same."""
+    if not saved_path.is_file():
+        return
+    saved = load_config(saved_path, kind=type(cfg))
+    changed = resume_changes(saved, cfg)
+    if changed and resuming:
+        raise ConfigError(f"--resume continues {saved_path.parent} with its saved settings, but these differ: "
+                          f"{'; '.join(changed)}; start a new run (another --output) to change them")
+    if changed:
+        raise ConfigError(f"{saved_path.parent} holds another run's files (it saved no checkpoint; its settings "
+                          f"differ: {'; '.join(changed)}); choose another --output")
+    if resuming and saved.epochs != cfg.epochs:
+        warnings.warn(f"epochs changed from {saved.epochs} to {cfg.epochs}: the lr schedule is recomputed for "
+                      f"{cfg.epochs} epochs from where the run stopped")
 
 
 class RunLock:

@@ -19,15 +19,15 @@ from torch import nn
 from tqdm import tqdm
 
 from ..checkpoint import save_checkpoint
-from ..config import RunConfig, load_config, resume_changes
+from ..config import RunConfig
 from ..data import batches_per_epoch, build_loader
-from ..errors import ConfigError, RunStopped, StorageError, TrainingDivergedError
+from ..errors import ConfigError, RunStopped, StorageError, TrainingDivergedError, WorkerLostError
 from ..files import atomic_write_text
 from ..modalities import IMAGE, get_modality
 from ..models import model_data_config
 from ..optim import build_optimizer, build_scheduler
 from ..runtime import autocast, resolve_device
-from .distributed import (all_reduce_sum, barrier, broadcast_buffers, broadcast_object, gather_objects,
+from .distributed import (all_reduce_max, barrier, broadcast_buffers, broadcast_object, gather_objects,
                           init_distributed, shutdown)
 from .ema import build_ema
 from .logbook import Logbook
@@ -60,21 +60,6 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     """The RNG seed of one process for one epoch: every process draws its own masks, drop-path and MixUp.
     (torch keeps the low 32 bits of a seed, so the rank's offset must live there too.)"""
     return seed * 100_003 + epoch + rank * 1_000_003
-
-
-def check_resumed_config(cfg: RunConfig, saved_path: Path) -> None:
-    """A resumed run continues with its saved settings: refuse any change but where and how long it runs (a
-    longer or shorter run recomputes the lr schedule for the new length, which is said)."""
-    if not saved_path.is_file():
-        return
-    saved = load_config(saved_path, kind=type(cfg))
-    changed = resume_changes(saved, cfg)
-    if changed:
-        raise ConfigError(f"--resume continues {saved_path.parent} with its saved settings, but these differ: "
-                          f"{'; '.join(changed)}; start a new run (another --output) to change them")
-    if saved.epochs != cfg.epochs:
-        warnings.warn(f"epochs changed from {saved.epochs} to {cfg.epochs}: the lr schedule is recomputed for "
-                      f"{cfg.epochs} epochs from where the run stopped")
 
 
 @contextlib.contextmanager
@@ -117,9 +102,8 @@ class Trainer:
         seed_all(cfg.seed)
         torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
         preprocessing = model_data_config(cfg.model, **self.task.model_options())
-        self.run_dir = check_run_dir(cfg)
-        if cfg.resume:
-            check_resumed_config(cfg, self.run_dir / CONFIG_FILE)
+        # one decision for every process (rank 0's: on a shared file system another node may see it late)
+        self.run_dir, self.resuming = broadcast_object(check_run_dir(cfg), self.dist)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         # the metric that decides the best weights and patience: the task's, or the one the run names
         self.metric = cfg.best_metric or task.metric
@@ -202,6 +186,7 @@ class Trainer:
                 save_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.scaler, self.ema,
                                progress, self.task.metadata(self.data), rngs)
         barrier(self.dist)
+        self.saved_at = time.monotonic()
 
     def _last_good(self) -> str:
         last = self.run_dir / LAST_FILE
@@ -226,6 +211,19 @@ class Trainer:
             kept = (f"the last good checkpoint {last} is kept: free space or fix the folder, then continue with "
                     f"--output {self.run_dir} --resume" if last.exists() else "nothing was saved yet: start again")
             raise StorageError(f"could not write to {self.run_dir} ({e.strerror or e}); {kept}") from None
+
+    @contextlib.contextmanager
+    def _worker_deaths(self):
+        """A data-loading worker that died (killed by the kernel, most often for memory) ends the run with one
+        line; the checkpoints saved before are kept."""
+        try:
+            yield
+        except RuntimeError as e:
+            if "DataLoader worker" not in str(e):
+                raise
+            cause = str(e).strip().splitlines()[0].rstrip(". ")
+            raise WorkerLostError(f"{cause} (out of memory?). {self._last_good()}; lower --workers or --batch-size, "
+                                  f"then run again with --output {self.run_dir} --resume auto") from None
 
     def _restore_rng(self, rngs: list[dict], progress: Progress) -> None:
         """Continue this process's own random stream; a run saved by another number of processes gets a fresh
@@ -279,9 +277,7 @@ class Trainer:
                 if progress.global_step % cfg.log_every_steps == 0:
                     self._log_step(epoch, batch + 1, last_batch, progress, window, grad_norm, bar)
                     window = [0.0, 0, time.perf_counter()]
-                if cfg.save_every_steps and progress.global_step % cfg.save_every_steps == 0:
-                    self._save(progress)
-                self._stop_if_asked(stop, progress)
+                self._after_step(stop, progress)
         bar.close()
         elapsed = time.perf_counter() - start
         return {"train_loss": loss_sum / max(1, seen), "lr": self.optimizer.param_groups[-1]["lr"],
@@ -292,16 +288,18 @@ class Trainer:
         """The DDP module inside the runner (for ``no_sync`` while accumulating)."""
         return getattr(self.runner, "_orig_mod", self.runner)
 
-    def _stop_if_asked(self, stop: StopRequest, progress: Progress) -> None:
-        """After a signal (on any process): save where the run is and end it with a clear line."""
-        signum = stop.signum or 0
-        if self.dist.enabled:
-            signum = int(all_reduce_sum(torch.tensor([signum], device=self.device), self.dist).item())
-        if not signum:
-            return
-        self._save(progress)
-        raise RunStopped(signum, f"{signal.Signals(signum).name} after step {progress.global_step} (epoch "
-                                 f"{progress.epoch + 1})", f"continue with --output {self.run_dir} --resume")
+    def _after_step(self, stop: StopRequest, progress: Progress) -> None:
+        """After an optimizer step, agreed by every process: the checkpoint due by step count or by the clock
+        (any process's), and a stop a signal asked for (on any process) saved and ended with a clear line."""
+        cfg = self.cfg
+        by_clock = cfg.save_every_minutes > 0 and time.monotonic() - self.saved_at >= 60 * cfg.save_every_minutes
+        signum, by_clock = (int(v) for v in all_reduce_max(
+            torch.tensor([stop.signum or 0, by_clock], device=self.device), self.dist).tolist())
+        if signum or by_clock or (cfg.save_every_steps and progress.global_step % cfg.save_every_steps == 0):
+            self._save(progress)
+        if signum:
+            raise RunStopped(signum, f"{signal.Signals(signum).name} after step {progress.global_step} (epoch "
+                                     f"{progress.epoch + 1})", f"continue with --output {self.run_dir} --resume")
 
     def _log_step(self, epoch: int, batch: int, batches: int, progress: Progress, window: list,
                   grad_norm: float | None, bar: tqdm) -> None:
@@ -351,7 +349,7 @@ class Trainer:
 
     @staticmethod
     def _summary_lines(s: dict) -> str:
-        """``summary()`` as the three lines a run starts with."""
+        """``summary()`` and how the run began (``start``) as the four lines a run starts with."""
         size = "x".join(map(str, s["input_size"]))
         classes = f", {s['classes']} classes" if s["classes"] else ""
         return (f"run {s['run_dir']}: {s['task']}, {s['model']} ({s['parameters'] / 1e6:.2f} M parameters)"
@@ -362,7 +360,16 @@ class Trainer:
                 f"{s['device']}, {s['precision']}, {s['processes']} process{'es' if s['processes'] > 1 else ''}: "
                 f"{s['epochs']} epoch{'s' if s['epochs'] > 1 else ''} of {s['steps_per_epoch']} steps "
                 f"({s['total_steps']} in all), "
-                f"{s['samples_per_step']} samples a step")
+                f"{s['samples_per_step']} samples a step\n{s['start']}")
+
+    def _start_line(self, progress: Progress) -> str:
+        """How this process began: a new run, or the saved one continued (and whether ``resume: auto`` chose)."""
+        auto = "resume auto: " if self.cfg.resume == "auto" else ""
+        if not self.resuming:
+            return f"{auto}started a new run" + (" (the folder held none)" if auto else "")
+        return (f"{auto}continued the saved run from epoch {progress.epoch + 1}"
+                + (f", batch {progress.batches_done}" if progress.batches_done else "")
+                + f" (step {progress.global_step})")
 
     def _epoch_line(self, row: dict, started: float, first_epoch: int) -> str:
         """The one-line summary printed after each epoch: losses and the task's metrics, the epoch's time, the
@@ -374,11 +381,11 @@ class Trainer:
                 f"  ({row['epoch_time_s']:.1f}s; elapsed {_clock(elapsed)}, ETA {_clock(left)})")
 
     def fit(self) -> TrainResult:
-        """Train for the configured epochs (continuing a saved run when ``resume``). SIGTERM or SIGINT stop it
+        """Train for the configured epochs (continuing the saved run when ``resume`` found one). SIGTERM or SIGINT stop it
         after the current step with a resumable checkpoint (``RunStopped``)."""
         cfg = self.cfg
         self.logbook = logbook = Logbook(self.run_dir) if self.dist.is_main else None
-        if cfg.resume:
+        if self.resuming:
             progress, rngs = load_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, self.scaler,
                                             self.ema, self.higher_is_better)
             self._restore_rng(rngs, progress)
@@ -390,10 +397,9 @@ class Trainer:
         progress.metric = self.metric
         if logbook:
             with self._storage_errors():
-                if cfg.resume:
-                    logbook.truncate(progress.epoch, progress.global_step)
+                logbook.truncate(progress.epoch, progress.global_step)  # a new run drops a killed one's rows
                 cfg.save(self.run_dir / CONFIG_FILE)
-                summary = self.summary()
+                summary = {**self.summary(), "start": self._start_line(progress)}
                 atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1))
             tqdm.write(self._summary_lines(summary))
             skipped = self.data.skipped
@@ -402,7 +408,8 @@ class Trainer:
                 tqdm.write(f"skipped {len(skipped)} unreadable {samples} (first: {skipped[0]})")
         row: dict = {}
         started, first_epoch = time.perf_counter(), progress.epoch
-        with stop_requests() as stop:
+        self.saved_at = time.monotonic()  # the clock of save_every_minutes
+        with stop_requests() as stop, self._worker_deaths():
             for epoch in range(progress.epoch, self.epochs):
                 if progress.batches_done == 0:  # a fresh epoch; a mid-epoch resume restored the RNG instead
                     seed_all(_epoch_seed(cfg.seed, epoch, self.dist.rank))

@@ -22,10 +22,10 @@ from typing import Any
 import torch
 
 from ..analysis.profile import count_macs, count_params
-from ..config import TrainConfig
+from ..config import TrainConfig, load_config, resume_changes
 from ..tasks import train
 from ..engine.distributed import launch_rank
-from ..engine.state import saved_progress
+from ..engine.state import CONFIG_FILE, saved_progress
 from ..errors import ConfigError
 from ..files import atomic_write_text
 from ..models import create_model
@@ -79,6 +79,8 @@ def check_steps(track: str, steps: list[str] | None) -> list[str]:
     known = roadmap_steps(check_track(track))
     if steps is None:
         return known
+    if not steps:
+        raise ConfigError(f"no roadmap step given; the steps are {', '.join(known)}")
     unknown = [s for s in steps if s not in known]
     if unknown:
         raise ConfigError(f"unknown roadmap step {unknown[0]!r}; the steps are {', '.join(known)}")
@@ -103,7 +105,7 @@ def step_config(modern: TrainConfig, track: str, step: str, seed: int, run_dir: 
     resumed when the folder holds a run."""
     recipe = modern if step != BASELINE_STEP else dataclasses.replace(modern, **BASELINE_RECIPE)
     return dataclasses.replace(recipe, model=track, model_kwargs={**modern.model_kwargs, "step": step}, seed=seed,
-                               output=str(run_dir), resume=saved_progress(run_dir) is not None).validate()
+                               output=str(run_dir), resume="auto").validate()
 
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
@@ -123,14 +125,15 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
 def run_roadmap(modern: TrainConfig, output: str | Path, track: str = TRACK, steps: list[str] | None = None,
                 repeats: int = 1) -> list[dict[str, Any]]:
     """Train every step ``repeats`` times (seeds ``modern.seed``, +1, ...) under ``output`` and write the tables
-    and the chart after each run. Returns the per-step rows of roadmap.csv."""
+    and the chart after each run: they hold every finished run in ``output`` (earlier invocations' steps too),
+    which must all share this invocation's settings. Returns the per-step rows of roadmap.csv."""
     steps = check_steps(track, steps)
     if repeats < 1:
         raise ConfigError(f"repeats must be at least 1, got {repeats}")
     output, is_main = Path(output), launch_rank() == 0
-    costs = {c.step: c for c in step_costs(track, modern.img_size or 224, 10, modern.in_chans, steps)}
-    costs_224 = {c.step: c for c in step_costs(track, steps=steps)}
-    runs: list[dict[str, Any]] = []
+    saved_runs(modern, track, output)  # refuse a folder of other settings before training anything
+    costs: dict[str, StepCost] = {}  # at this input size and at 224, filled as steps appear
+    costs_224: dict[str, StepCost] = {}
     table: list[dict[str, Any]] = []
     for repeat in range(repeats):
         for step in steps:
@@ -140,9 +143,35 @@ def run_roadmap(modern: TrainConfig, output: str | Path, track: str = TRACK, ste
             if progress is None or progress.epoch < modern.epochs:
                 train(step_config(modern, track, step, seed, run_dir), label=f"{step} (seed {seed})")
             if is_main:
-                runs.append({"step": step, "seed": seed, **run_summary(run_dir)})
+                runs = [{"step": step, "seed": seed, **run_summary(d)} for step, seed, d in
+                        saved_runs(modern, track, output) if saved_progress(d).epoch >= modern.epochs]
+                new = [s for s in dict.fromkeys(r["step"] for r in runs) if s not in costs]
+                if new:
+                    costs.update((c.step, c) for c in step_costs(track, modern.img_size or 224, 10, modern.in_chans,
+                                                                 new))
+                    costs_224.update((c.step, c) for c in step_costs(track, steps=new))
                 table = write_results(output, runs, costs, costs_224, PAPER[track])
     return table
+
+
+def saved_runs(modern: TrainConfig, track: str, output: Path) -> list[tuple[str, int, Path]]:
+    """(step, seed, folder) of the runs saved under ``output``, in the roadmap's order; a ConfigError when one
+    was made with settings other than ``modern``'s (its table would mix recipes)."""
+    found = []
+    for step in roadmap_steps(track):
+        for run_dir in sorted((output / step).glob("seed*"), key=lambda d: d.name):
+            seed = run_dir.name[len("seed"):]
+            if not seed.isdigit() or saved_progress(run_dir) is None:
+                continue
+            saved = load_config(run_dir / CONFIG_FILE, kind=TrainConfig)
+            wanted = step_config(modern, track, step, int(seed), run_dir)
+            changed = resume_changes(saved, wanted) + ([f"epochs (saved {saved.epochs}, now {wanted.epochs})"]
+                                                       if saved.epochs != wanted.epochs else [])
+            if changed:
+                raise ConfigError(f"{output} holds roadmap runs made with other settings ({run_dir}: "
+                                  f"{'; '.join(changed)}); give another --output for these settings")
+            found.append((step, int(seed), run_dir))
+    return found
 
 
 def _mean_spread(values: list[float]) -> tuple[float, float]:
