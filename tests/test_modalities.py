@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import modernconv
 from modernconv.cli import main
+from modernconv.config import load_config
 from modernconv.errors import ConfigError, DataError
 from modernconv.modalities import create_modality_model, get_modality
 from modernconv.modalities.audio import AudioOptions, LogMel, SpecAugment, read_audio
@@ -314,6 +317,27 @@ def test_one_epoch_on_each_built_in_set_then_eval(modality, tmp_path, capsys):
         assert main(["predict", "--checkpoint", str(run / "best.safetensors"), str(path), "--json"]) == 0
         predictions = json.loads(capsys.readouterr().out)
         assert [p["image"] for p in predictions] == [str(path)] and len(predictions[0]["top"]) == 5
+
+
+@pytest.mark.parametrize("modality", list(TINY))
+def test_a_modality_alone_brings_its_cpu_recipe(modality):
+    """`train --modality M` without -c gets the values M's small-set recipe spells out (not batch 64 on
+    BasicMotions' 40 series)."""
+    from modernconv.config import MODALITY_RECIPES
+
+    recipe = Path(__file__).resolve().parents[1] / MODALITY_RECIPES[modality]
+    spelled = yaml.safe_load(recipe.read_text())
+    alone, from_recipe = load_config(None, {"modality": modality}), load_config(recipe)
+    assert {k: getattr(alone, k) for k in spelled} == {k: getattr(from_recipe, k) for k in spelled}
+    assert load_config(None, {"modality": modality, "batch_size": 4}).batch_size == 4  # beneath the options
+
+
+def test_a_set_smaller_than_the_batch_says_what_batch_and_recipe_fit(tmp_path, capsys):
+    code = main(["train", "--modality", "timeseries", "--batch-size", "64", "--model", "convnext_atto",
+                 "--modality-options", "{side: 32}", "--output", str(tmp_path / "run")])
+    assert code == 2 and capsys.readouterr().err.strip() == (
+        "modernconv: error: the training set gives 0 batches of 64 per process (40 samples), fewer than "
+        "accum_steps=1; use --batch-size 40 or less (the small-set recipe: -c configs/timeseries_aeon.yaml)")
 
 
 def frame_folder(tmp_path):

@@ -41,6 +41,24 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
                       label_smoothing=0.0, min_size=(160,), max_size=160, fpn_channels=128,
                       detector_options={"box_batch_size_per_image": 64, "rpn_post_nms_top_n_train": 300,
                                         "rpn_post_nms_top_n_test": 300})}
+# a modality's CPU recipe, beneath the recipe file and the command line: `train --modality audio` alone trains on
+# its built-in set with a batch and schedule that fit it (MODALITY_RECIPES spell the same values out)
+MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "audio": dict(model="unireplknet_a", data="spoken-digits", epochs=10, batch_size=32, lr=2e-3, warmup_epochs=1,
+                  weight_decay=0.05, label_smoothing=0.1,
+                  modality_options={"n_mels": 64, "frames": 64, "hop_ms": 16.0, "freq_mask": 12, "time_mask": 12}),
+    "video": dict(model="unireplknet_a", data="moving-digits", epochs=10, batch_size=32, lr=2e-3, warmup_epochs=1,
+                  weight_decay=0.05, label_smoothing=0.1,
+                  modality_options={"frames": 4, "frame_size": 32, "sampling": "segment"}),
+    "pointcloud": dict(model="unireplknet_a", data="shapes", epochs=10, batch_size=32, lr=2e-3, warmup_epochs=1,
+                       weight_decay=0.05, label_smoothing=0.1,
+                       modality_options={"points": 1024, "view_size": 64, "splat": 3}),
+    "timeseries": dict(model="unireplknet_a", data="aeon:BasicMotions", epochs=30, batch_size=8, lr=1e-3,
+                       warmup_epochs=2, weight_decay=0.05, label_smoothing=0.1,
+                       modality_options={"side": 64, "embed": "learned", "znorm": True}),
+}
+MODALITY_RECIPES = {"audio": "configs/audio_spoken_digits.yaml", "video": "configs/video_moving_digits.yaml",
+                    "pointcloud": "configs/pointcloud_shapes.yaml", "timeseries": "configs/timeseries_aeon.yaml"}
 DETECTOR_KINDS = ("mask_rcnn", "cascade_mask_rcnn", "faster_rcnn", "retinanet", "fcos")  # modernconv.dense.DETECTORS
 IMAGE_ONLY = ("hflip", "randaugment_magnitude", "auto_augment", "color_jitter", "random_erasing", "mixup", "cutmix",
               "layer_decay")  # options that act on images (or, for layer decay, on the image network's layers)

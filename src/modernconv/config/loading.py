@@ -11,7 +11,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..values import coerce as coerce_value
-from .definitions import CONFIG_KINDS, TASK_DEFAULTS, RunConfig, TrainConfig, field_types
+from .definitions import CONFIG_KINDS, MODALITY_DEFAULTS, TASK_DEFAULTS, RunConfig, TrainConfig, field_types
 
 
 def coerce(name: str, value: Any, kind: type[RunConfig] = TrainConfig) -> Any:
@@ -78,8 +78,9 @@ def load_config(recipe: str | os.PathLike | None = None, overrides: dict[str, An
                 kind: type[RunConfig] = TrainConfig, defaults: dict[str, Any] | None = None) -> RunConfig:
     """A validated config of class ``kind`` (default TrainConfig) from a YAML recipe (optional) with
     ``overrides`` applied on top; ``defaults`` replace the class's own defaults beneath both, and so do the
-    recipe defaults of the task they name (``TASK_DEFAULTS``)."""
+    recipe defaults of the task and the modality they name (``TASK_DEFAULTS``, ``MODALITY_DEFAULTS``)."""
     given = {check_key(k, kind): v for k, v in _read_recipe(Path(recipe)).items()} if recipe is not None else {}
     given.update({check_key(k, kind): v for k, v in (overrides or {}).items()})
-    values: dict[str, Any] = {**(defaults or {}), **TASK_DEFAULTS.get(str(given.get("task")), {}), **given}
+    values: dict[str, Any] = {**(defaults or {}), **TASK_DEFAULTS.get(str(given.get("task")), {}),
+                              **MODALITY_DEFAULTS.get(str(given.get("modality")), {}), **given}
     return kind(**{k: coerce(k, v, kind) for k, v in values.items()}).validate()

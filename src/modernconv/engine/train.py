@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..checkpoint import save_checkpoint
-from ..config import RunConfig
+from ..config import MODALITY_RECIPES, RunConfig
 from ..data import batches_per_epoch, build_loader
 from ..errors import ConfigError, RunStopped, StorageError, TrainingDivergedError, WorkerLostError
 from ..files import atomic_write_text
@@ -135,8 +135,12 @@ class Trainer:
         cfg = self.cfg
         batches = batches_per_epoch(len(self.data.train), cfg.batch_size, self.dist.world_size)
         if batches < cfg.accum_steps:
-            raise ConfigError(f"the training set gives {batches} batches of {cfg.batch_size} per process, fewer "
-                              f"than accum_steps={cfg.accum_steps}; lower batch_size")
+            most = len(self.data.train) // (self.dist.world_size * cfg.accum_steps)
+            recipe = MODALITY_RECIPES.get(getattr(cfg, "modality", IMAGE))
+            raise ConfigError(f"the training set gives {batches} batches of {cfg.batch_size} per process "
+                              f"({len(self.data.train)} samples), fewer than accum_steps={cfg.accum_steps}; "
+                              + (f"use --batch-size {most} or less" if most else "it needs more samples")
+                              + (f" (the small-set recipe: -c {recipe})" if recipe else ""))
         return batches // cfg.accum_steps
 
     def _train_loader(self, epoch: int, start_batch: int = 0):
