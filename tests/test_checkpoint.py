@@ -240,3 +240,23 @@ def test_a_reset_classifier_is_what_the_saved_file_rebuilds(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert again.num_classes == 5 and torch.allclose(again(x), model(x), atol=1e-5)
+
+
+def test_a_saved_backbone_or_pruned_model_is_what_the_file_rebuilds(tmp_path):
+    x = torch.randn(2, 3, 64, 64)
+    backbone = modernconv.create_model("convnext_atto", features_only=True, out_indices=(1, 2, 3), out_norms=True)
+    randomize_(backbone)  # the maps' norms too
+    modernconv.save_checkpoint(backbone.eval(), tmp_path / "backbone.safetensors")
+    by_name = modernconv.create_model("convnext_atto", features_only=True, out_indices=(1, 2, 3), out_norms=True,
+                                      pretrained=tmp_path / "backbone.safetensors").eval()
+    whole = modernconv.load_model(tmp_path / "backbone.safetensors")
+    with torch.no_grad():
+        for again in (by_name, whole):
+            assert all(torch.equal(a, b) for a, b in zip(backbone(x), again(x)))
+    pruned = modernconv.create_model("unireplknet_a", num_classes=7)
+    pruned.prune_intermediate_layers(indices=(0, 1))
+    randomize_(pruned)
+    modernconv.save_checkpoint(pruned.eval(), tmp_path / "pruned.safetensors")
+    again = modernconv.load_model(tmp_path / "pruned.safetensors")
+    with torch.no_grad():
+        assert again(x).shape == (2, 80, 8, 8) and torch.equal(again(x), pruned(x))

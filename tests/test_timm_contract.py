@@ -21,6 +21,7 @@ def test_intermediates_pruning_and_odd_sizes_match_timm(name, tmp_path):
     x = torch.randn(2, 3, 100, 84)  # not multiples of the stride: stride-p convs drop the remainder
     calibrate_batchnorm_(reference, x)
     save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, tmp_path / "w.safetensors")
+    torch.save(reference.state_dict(), tmp_path / "ref.pt")
     ours = modernconv.create_model(name, pretrained=tmp_path / "w.safetensors").eval()
     with torch.no_grad():
         assert (reference(x) - ours(x)).abs().max() <= 1e-4
@@ -28,8 +29,19 @@ def test_intermediates_pruning_and_odd_sizes_match_timm(name, tmp_path):
             expected, got = reference.forward_intermediates(x, **kwargs), ours.forward_intermediates(x, **kwargs)
             assert (expected[0] - got[0]).abs().max() <= 1e-4
             assert all((a - b).abs().max() <= 1e-4 for a, b in zip(expected[1], got[1]))
-        assert reference.prune_intermediate_layers(2) == ours.prune_intermediate_layers(2)
-        assert (reference.forward_features(x) - ours.forward_features(x)).abs().max() <= 1e-4
+    # pruned, the models return what timm's do: to the last kept stage's map when the end is cut (the README's
+    # example indices=(0, 1)), after a new classifier too
+    for indices in (2, (0, 1), (0, 3), (1,)):
+        reference = timm.create_model(name).eval()
+        reference.load_state_dict(torch.load(tmp_path / "ref.pt", weights_only=True))
+        ours = modernconv.create_model(name, pretrained=tmp_path / "w.safetensors").eval()
+        ours.reset_classifier(5)
+        assert reference.prune_intermediate_layers(indices) == ours.prune_intermediate_layers(indices)
+        with torch.no_grad():
+            expected, got = reference(x), ours(x)
+            assert expected.shape == got.shape and (expected - got).abs().max() <= 1e-4, indices
+            assert (reference.forward_features(x) - ours.forward_features(x)).abs().max() <= 1e-4
+        assert ours.num_features == reference.num_features
 
 
 def test_create_model_takes_timms_arguments(monkeypatch, tmp_path):

@@ -152,7 +152,8 @@ def save_checkpoint(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor]
                     metadata: Mapping[str, Any] | None = None) -> Path:
     """Write weights as safetensors atomically (temp file + rename), tagged with the model name and options.
 
-    A model's ``model_name`` and JSON-serialisable ``model_kwargs`` are stored so the file can rebuild it.
+    A model's ``model_name``, JSON-serialisable ``model_kwargs`` and ``structure`` (pruned stages, a backbone's
+    outputs) are stored so the file can rebuild it.
     """
     meta: dict[str, str] = {"format": FORMAT_TAG}
     if isinstance(model_or_state, torch.nn.Module):
@@ -161,6 +162,9 @@ def save_checkpoint(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor]
             meta["model"] = model_or_state.model_name
         kwargs = getattr(model_or_state, "model_kwargs", {})
         meta["model_kwargs"] = json.dumps({k: v for k, v in kwargs.items() if _jsonable(v)})
+        structure = getattr(model_or_state, "structure", None)
+        if structure:  # a pruned model or a features_only backbone: rebuilt as such
+            meta["structure"] = json.dumps(structure)
     else:
         state = dict(model_or_state)
     for k, v in (metadata or {}).items():

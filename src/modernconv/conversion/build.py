@@ -15,7 +15,7 @@ from ..data.preprocessing import DataConfig
 from ..errors import CheckpointError, ConfigError
 from ..dense import create_detector, create_segmenter
 from ..modalities import IMAGE, create_modality_model, get_modality
-from ..models import model_data_config
+from ..models import create_model, model_data_config
 
 
 @dataclass
@@ -31,6 +31,7 @@ class CheckpointInfo:
     task: str = "classification"  # the task that trained it (modernconv.tasks.TASKS)
     segmenter: dict = field(default_factory=dict)  # a segmenter's head widths and evaluation size
     detector: dict = field(default_factory=dict)  # a detector's kind, image sizes and torchvision options
+    structure: dict = field(default_factory=dict)  # a pruned model's or a features_only backbone's shape
 
 
 def recorded_task(meta: dict[str, str], modality_options: dict) -> str:
@@ -63,10 +64,13 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
         modality = get_modality(meta.get("modality", IMAGE))
         options = modality.make_options(recorded, in_chans=kwargs.get("in_chans", 3))
         segmenter, detector = json.loads(meta.get("segmenter", "{}")), json.loads(meta.get("detector", "{}"))
+        structure = json.loads(meta.get("structure", "{}"))
+        if not isinstance(structure, dict) or not set(structure) <= {"pruned", "backbone"}:
+            raise ValueError("structure must name pruned or backbone")
     except (json.JSONDecodeError, ValueError, ConfigError) as e:
         raise CheckpointError(f"{path}: corrupt metadata ({e})") from None
     return CheckpointInfo(meta["model"], kwargs, [str(n) for n in names], preprocessing,
-                          modality.name, options, recorded_task(meta, recorded), segmenter, detector)
+                          modality.name, options, recorded_task(meta, recorded), segmenter, detector, structure)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
@@ -99,9 +103,13 @@ def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = 
                                     min_size=tuple(found.get("min_size", (800,))),
                                     max_size=found.get("max_size", 1333), fpn_channels=found.get("fpn_channels", 256),
                                     detector_options=found.get("options"), **kwargs)
+        elif "backbone" in info.structure:
+            model = create_model(info.model_name, features_only=True, **info.structure["backbone"], **kwargs)
         else:
             model = create_modality_model(info.model_name, info.modality, info.modality_options, **kwargs)
-    except ConfigError as e:
+            if "pruned" in info.structure:
+                model.prune_intermediate_layers(**info.structure["pruned"])
+    except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{path}: its recorded model options do not build {info.model_name} ({e})") from None
-    load_checkpoint(model, path, strict=True, require_head=True)
+    load_checkpoint(model, path, strict=True, require_head=not info.structure)
     return model.to(device).eval(), info

@@ -31,6 +31,7 @@ class ModernConvNet(nn.Module):
     grad_checkpointing: bool = False
     trunc_normal_init: bool = False
     head_init_scale: float = 1.0
+    structure: dict = {}  # how this model departs from what its name and options build (prune_intermediate_layers)
 
     def __init__(self) -> None:
         super().__init__()
@@ -141,17 +142,20 @@ class ModernConvNet(nn.Module):
 
     def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
-        """Drop the stages after the last of ``indices`` (and, with ``prune_head``, the classifier and its
-        pooling: the model then returns feature maps); returns the kept indices. ``prune_norm`` removes the head's
-        norm as well."""
+        """Drop the stages after the last of ``indices`` and, with ``prune_head`` or when stages were dropped, the
+        whole head (norm, pooling, classifier: the model then returns the last kept stage's map, as timm's do);
+        returns the kept indices. ``prune_norm`` alone removes the head's norm."""
         take = _take_indices(len(self.feature_info), indices)
         keep = max(take) + 1
+        prune_end = keep < len(self.feature_info)
         setattr(self, self.stages_attr, getattr(self, self.stages_attr)[:keep])
         self.feature_info = self.feature_info[:keep]
-        if prune_norm:
+        if prune_head or prune_end:  # as timm: the model ends at the last kept stage's map, unpooled, no norm
+            self.head = ClassifierHead(self.feature_info[-1]["num_chs"], 0, use_norm=False, pool_type="")
+        elif prune_norm:
             self.head.norm = nn.Identity()
-        if prune_head:
-            self.reset_classifier(0, "")
+        # recorded, so that a saved checkpoint rebuilds this structure (save_checkpoint, model_from_checkpoint)
+        self.structure = {"pruned": {"indices": take, "prune_norm": prune_norm, "prune_head": prune_head}}
         return take
 
     # ----- classifier -----
@@ -226,6 +230,10 @@ class ModelWrapper(nn.Module):
     @property
     def model_name(self) -> str:
         return self.model.model_name
+
+    @property
+    def model_kwargs(self) -> dict:
+        return self.model.model_kwargs
 
     @property
     def pretrained_cfg(self) -> dict:

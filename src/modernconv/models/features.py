@@ -63,6 +63,7 @@ class FeatureBackbone(ModelWrapper):
         self.model = model
         self.feature_info = FeatureInfo(info, self.out_indices)
         self.out_norms = out_norms
+        self.structure = {"backbone": {"out_indices": list(self.out_indices), "out_norms": out_norms}}
         for i in self.out_indices if out_norms else ():
             self.add_module(f"norm{i}", LayerNorm2d(info[i]["num_chs"]))
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 from torch import nn
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, read_metadata
 from ..data.preprocessing import DataConfig
 from ..errors import ConfigError, ModelNotFoundError
 from ..layers.classifier import check_pool_type
@@ -115,11 +115,16 @@ def create_model(name: str, pretrained: bool | str | os.PathLike | None = None, 
     if global_pool is not None:
         model.head.pool_type = check_pool_type(global_pool)
         model.model_kwargs["global_pool"] = global_pool  # recorded, so a saved checkpoint rebuilds it
-    for path in (pretrained, checkpoint_path):
-        if path not in (None, False):
+    paths = [p for p in (pretrained, checkpoint_path) if p not in (None, False)]
+    saved_backbones = [p for p in paths if features_only and "backbone" in read_metadata(p).get("structure", "")]
+    for path in paths:
+        if path not in saved_backbones:
             load_checkpoint(model, path)
     if features_only:
-        return FeatureBackbone(model, out_indices, out_norms)
+        backbone = FeatureBackbone(model, out_indices, out_norms)
+        for path in saved_backbones:  # a saved backbone (its maps' norms too) loads into the backbone
+            load_checkpoint(backbone, path)
+        return backbone
     if out_indices is not None or out_norms:
         raise ConfigError("out_indices and out_norms shape a backbone: pass features_only=True as well")
     return model
