@@ -104,3 +104,10 @@ def test_reparameterize_flag_on_info_convert_and_bench(capsys, tmp_path):
     code, out, _ = run(capsys, "bench", "unireplknet_a", "--reparameterize", "--input-size", "3", "64", "64",
                        "--batch-size", "2", "--steps", "1", "--warmup", "0")
     assert code == 0 and "images/s" in out
+
+
+def test_json_reports_are_valid_json_whatever_the_numbers():
+    from modernconv.cli.common import json_text
+
+    text = json_text({"loss": float("nan"), "top1": 50.0, "ap": [float("inf"), 1.0], "n": 3})
+    assert json.loads(text) == {"loss": None, "top1": 50.0, "ap": [None, 1.0], "n": 3} and "NaN" not in text

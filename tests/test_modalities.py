@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import yaml
 import modernconv
 from modernconv.cli import main
 from modernconv.config import load_config
-from modernconv.errors import ConfigError, DataError
+from modernconv.errors import ConfigError, DataError, UnreadableFileError
 from modernconv.modalities import create_modality_model, get_modality
 from modernconv.modalities.audio import AudioOptions, LogMel, SpecAugment, read_audio
 from modernconv.modalities.pointcloud import MultiViewDepth, PointCloudOptions, _load_points, read_points
@@ -141,6 +142,19 @@ def test_video_files_and_frame_folders_are_read(tmp_path):
         read_video(str(tmp_path / "bad.mp4"), VideoOptions())
 
 
+def test_a_video_without_a_video_stream_or_cut_short_is_an_unreadable_file(tmp_path):
+    import soundfile
+
+    soundfile.write(tmp_path / "sound.wav", np.zeros(1600, np.float32), 16000)
+    (tmp_path / "sound.wav").rename(tmp_path / "sound.mp4")  # a container with only an audio stream
+    write_video(tmp_path / "clip.mp4", [(v, v, v) for v in range(0, 256, 8)])
+    whole = (tmp_path / "clip.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(whole[: len(whole) // 3])
+    for name, why in (("sound.mp4", "no video stream"), ("cut.mp4", "")):
+        with pytest.raises(UnreadableFileError, match=f"cannot read video .*{name} .*{why}"):  # was an IndexError
+            read_video(str(tmp_path / name), VideoOptions(frames=4, frame_size=16))
+
+
 # ----- point clouds -----
 def test_a_point_on_an_axis_lands_in_each_view():
     maps = MultiViewDepth(PointCloudOptions(view_size=9, splat=1)).eval()(torch.tensor([[[0.5, 0.0, 0.0]]]))
@@ -220,6 +234,11 @@ def test_a_ucr_folder_with_a_ragged_file_says_so(tmp_path):
     (tmp_path / "T_TEST.ts").write_text(header.format("true") + "1,2,3,4:a\n4,3,2:b\n")  # ragged, said equal
     with pytest.raises(DataError, match="cannot read time series"):
         series_splits(str(tmp_path), TimeSeriesOptions(side=4))
+    (tmp_path / "T_TEST.ts").write_text(header.format("true") + "1,2,3,4:a\n4,inf,2,1:b\n1,?,3,4:b\n")
+    with pytest.raises(UnreadableFileError, match=r"T_TEST.ts: series 1 holds infinite values"):
+        series_splits(str(tmp_path), TimeSeriesOptions(side=4))
+    _, val, _, _ = series_splits(str(tmp_path), TimeSeriesOptions(side=4), skip_bad=True)
+    assert len(val) == 2 and val.bad_images == [f"{tmp_path / 'T_TEST.ts'} (series 1)"]  # "?" is missing: kept
 
 
 # ----- models and options -----
@@ -289,6 +308,12 @@ def test_speech_commands_layout_splits_by_its_lists(tmp_path):
     test, _, _ = get_modality("audio").split(str(tmp_path), "test", opts, class_names=names)
     assert names == ["no", "yes"] and (len(train), len(val), len(test)) == (3, 2, 1)
     assert train[0][0].shape == (16000,)
+    with pytest.raises(DataError, match="has no 'bogus' split; its splits are train, val, validation, test"):
+        get_modality("audio").split(str(tmp_path), "bogus", opts, class_names=names)  # was a KeyError
+    (tmp_path / "validation_list.txt").unlink()
+    (tmp_path / "testing_list.txt").unlink()
+    with pytest.raises(DataError, match="its splits are train, val, validation .a fixed 20%"):
+        get_modality("audio").split(str(tmp_path), "test", opts, class_names=names)  # not the 20% silently
 
 
 # ----- end to end -----
@@ -367,14 +392,22 @@ def test_train_eval_predict_on_folders_of_files_with_a_bad_one(tmp_path, capsys)
                 wave = 0.5 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(8000)
                 soundfile.write(tmp_path / split / word / f"{i}.wav", wave.astype(np.float32), 16000)
     (tmp_path / "train" / "low" / "broken.wav").write_bytes(b"not a wav")
+    for name, value in (("nan.wav", np.nan), ("loud.wav", 1e30)):  # read, but no audio: NaN predictions before
+        wave = np.zeros(8000, np.float32)
+        wave[100] = value
+        soundfile.write(tmp_path / "train" / "high" / name, wave, 16000, subtype="FLOAT")
+        with pytest.raises(UnreadableFileError, match=f"audio .*{name} holds (NaN or infinite samples|samples of "
+                                                      "amplitude 1e.30)"):
+            read_audio(str(tmp_path / "train" / "high" / name), AudioOptions())
     run, args = tmp_path / "run", ["--modality", "audio", "--data", str(tmp_path), "--model", "convnext_atto",
                                    "--modality-options", "{clip_seconds: 0.5, n_mels: 32, frames: 48}",
                                    "--epochs", "2", "--batch-size", "8", "--warmup-epochs", "0",
                                    "--progress", "false", "--output", str(tmp_path / "run")]
     assert main(["train", *args]) == 2
-    assert "cannot read audio" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the first bad file met, named: unreadable, NaN or too loud
+    assert err.count("\n") == 1 and re.search(r"(broken|nan|loud)\.wav (holds|\()", err) and "--skip-bad" in err
     assert main(["train", *args, "--skip-bad-images", "true"]) == 0
-    assert "1" in capsys.readouterr().out
+    assert "skipped 3 unreadable clips" in capsys.readouterr().out
     ckpt = str(run / "best.safetensors")
     assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "val"), "--json", "--topk", "1"]) == 0
     predictions = json.loads(capsys.readouterr().out)
@@ -401,6 +434,9 @@ def test_forecast_windows_split_in_time(tmp_path):
         forecast_splits(str(table), TimeSeriesOptions(length=90, horizon=2))
     with pytest.raises(DataError, match="aeon ships no forecasting series"):
         forecast_splits("aeon:Nope", TimeSeriesOptions(horizon=2))
+    table.write_text(",a,b\n" + "".join(f"{i},{i},{'inf' if i == 42 else 2 * i}\n" for i in range(100)))
+    with pytest.raises(DataError, match=r"s.csv holds infinite values \(first: column b, row 43\)"):
+        forecast_splits(str(table), TimeSeriesOptions(length=10, horizon=2))  # NaN forecasts before
 
 
 def test_forecasting_trains_and_evaluates(tmp_path, capsys):

@@ -77,6 +77,70 @@ def test_published_hash_prefixes_are_checked_and_hub_snapshots_are_found(tmp_pat
         modernconv.create_model("convnext_atto.d2_in1k", pretrained=True, cache_dir=tmp_path / "elsewhere")
 
 
+def test_a_wrong_file_under_a_release_name_is_refused_and_leaves_no_hash(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODERNCONV_CACHE", str(tmp_path))
+    published = tmp_path / "convnextv2_atto_1k_224_ema.pt"
+    wrong = [(timm.create_model("convnext_atto"), "does not fit convnextv2_atto.fcmae_ft_in1k .*missing: .*grn"),
+             (timm.create_model("convnextv2_atto", num_classes=10), "holds a classifier of 10 classes where "
+                                                                     "convnextv2_atto.fcmae_ft_in1k has a classifier "
+                                                                     "of 1000 classes")]
+    for model, why in wrong:  # another model's file; the right model with 10 classes (not a random 1000-class head)
+        torch.save(model.state_dict(), published)
+        with pytest.raises(CheckpointError, match=why) as err:
+            modernconv.create_model("convnextv2_atto.fcmae_ft_in1k", pretrained=True)
+        assert str(published) in str(err.value) and "\n" not in str(err.value)
+        assert not (tmp_path / "hashes.json").exists()
+    torch.save(timm.create_model("convnextv2_atto").state_dict(), published)  # the right file now works
+    with pytest.warns(UserWarning, match="first use"):
+        modernconv.create_model("convnextv2_atto.fcmae_ft_in1k", pretrained=True)
+    torch.save(timm.create_model("convnextv2_atto").state_dict(), tmp_path / "convnextv2_atto_1k_224_fcmae.pt")
+    with pytest.raises(CheckpointError, match="a classifier of 1000 classes where convnextv2_atto.fcmae has no "):
+        modernconv.create_model("convnextv2_atto.fcmae", pretrained=True)  # the encoder release has no classifier
+    assert json.loads((tmp_path / "hashes.json").read_text()).keys() == {"convnextv2_atto.fcmae_ft_in1k"}
+
+
+@pytest.mark.parametrize("content, problem", [("[]", "holds a JSON list"), ('{"x.y": 1}', "records 1 for x.y"),
+                                              (b"\xff\xfe\x00", "is not text"), ("{", "is not valid JSON"),
+                                              (None, "is a folder")])
+def test_a_malformed_hashes_file_is_one_line_saying_to_delete_it(content, problem, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODERNCONV_CACHE", str(tmp_path))
+    torch.save(timm.create_model("convnext_atto").state_dict(), tmp_path / "convnext_atto_d2-01bb0f51.pth")
+    record = tmp_path / "hashes.json"
+    if content is None:
+        record.mkdir()
+    else:
+        record.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(CheckpointError) as err:
+        modernconv.create_model("convnext_atto.d2_in1k", pretrained=True)
+    message = str(err.value)
+    assert message.startswith(f"{record} {problem}") and "delete it" in message and "\n" not in message
+
+
+def test_a_read_only_cache_verifies_without_recording_and_says_so(tmp_path, monkeypatch):
+    import modernconv.models.released as released
+
+    def read_only(path, text):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setenv("MODERNCONV_CACHE", str(tmp_path))
+    monkeypatch.setattr(released, "atomic_write_text", read_only)  # what a read-only folder does (even for root)
+    reference = timm.create_model("convnext_atto").eval()
+    published = "convnext_atto_d2-01bb0f51.pth"
+    torch.save(reference.state_dict(), tmp_path / published)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = modernconv.create_model("convnext_atto.d2_in1k", pretrained=True).eval()
+    said = [str(w.message) for w in caught]
+    assert len(said) == 1 and "not recorded: " in said[0] and "is not writable" in said[0] and "\n" not in said[0]
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+    assert not (tmp_path / "hashes.json").exists()
+    torch.save(timm.create_model("convnext_atto", num_classes=10).state_dict(), tmp_path / published)
+    with pytest.raises(CheckpointError, match="holds a classifier of 10 classes"):  # still verified
+        modernconv.create_model("convnext_atto.d2_in1k", pretrained=True)
+
+
 def test_a_tag_without_weights_sets_the_release_preprocessing(capsys, tmp_path, monkeypatch):
     model = modernconv.create_model("convnext_tiny.fb_in22k_ft_in1k_384")
     assert model.data_config.input_size == (3, 384, 384) and model.data_config.crop_pct == 1.0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +16,20 @@ COMPILE_PAYS_FROM = 500  # predict --fast compiles from this many images on (com
 
 # Each command imports the library parts it needs when it runs: `modernconv --help` and `modernconv models`
 # start without loading torch.
+
+
+def json_text(obj: Any) -> str:
+    """``obj`` as JSON every parser reads: NaN and infinities (a diverged model's loss, an AP without ground
+    truth) as null."""
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+    return json.dumps(finite(obj), allow_nan=False)
 
 
 def parse_input_size(values: list[str]) -> tuple[int, int, int]:

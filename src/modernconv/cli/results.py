@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import UserError
 from ..files import atomic_write_text
 from .common import (COMPILE_PAYS_FROM, add_checkpoint_options, add_command, add_fast_options,
-                     add_segment_mode_options, fast_path, free_path, model_or_checkpoint, segment_mode)
+                     add_segment_mode_options, fast_path, free_path, json_text, model_or_checkpoint, segment_mode)
 
 DETECTIONS_JSON = "detections.json"  # predict's COCO-results file beside the drawn images
 
@@ -92,18 +92,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         scores = evaluate_segmenter(fast_path(model, args), info, args.data, args.batch_size, args.workers, args.split,
                                     mode)
         report = scores.report(info.class_names)
-        print(json.dumps(report) if args.json else f"mIoU {scores.miou:.2f}%  aAcc {scores.aacc:.2f}%  "
+        print(json_text(report) if args.json else f"mIoU {scores.miou:.2f}%  aAcc {scores.aacc:.2f}%  "
               f"mAcc {scores.macc:.2f}%  ({scores.count} images)")
         return 0
     if info.task == "forecasting":
         errors = evaluate_forecaster(fast_path(model, args), info, args.data, args.batch_size, args.workers)
-        print(json.dumps(dataclasses.asdict(errors)) if args.json else
+        print(json_text(dataclasses.asdict(errors)) if args.json else
               f"MSE {errors.mse:.4f}  MAE {errors.mae:.4f}  (standardised; {errors.count} windows)")
         return 0
     result = evaluate_checkpoint(fast_path(model, args), info, args.data, args.batch_size, args.workers, args.split)
     names = class_names(info, model.num_classes)
     if args.json:
-        print(json.dumps(result.report(names)), flush=True)
+        print(json_text(result.report(names)), flush=True)
     else:
         samples = get_modality(info.modality).samples
         print(f"top-1 {result.top1:.2f}%  top-{result.k} {result.top5:.2f}%  loss {result.loss:.4f}  "
@@ -129,7 +129,7 @@ def _eval_detector(model: Any, info: Any, args: argparse.Namespace, results_json
     if results_json:
         atomic_write_text(results_json, json.dumps(found))
     if args.json:  # a size range without ground truth has no AP: null, not NaN
-        print(json.dumps({**{k: None if v != v else v for k, v in scores.items()}, "count": count}))
+        print(json_text({**scores, "count": count}))
     else:
         print("  ".join(f"{k} {v:.2f}" for k, v in scores.items() if k.endswith(("_ap", "_ap50", "_ap75")))
               + f"  ({count} images)")
@@ -166,7 +166,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UserError(f"--output {output}: name a .csv or .json file")
     predictions = predict_images(model, info, paths, args.topk, args.batch_size, args.workers)
     if args.json:
-        print(json.dumps(predictions))
+        print(json_text(predictions))
     else:
         for item in predictions:
             if "top" in item:

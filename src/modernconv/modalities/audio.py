@@ -23,6 +23,7 @@ from .spec import ModalitySpec, at_most, positive, require
 
 LOG_FLOOR = 1e-6  # added to the mel energies before the log: silence reads log(1e-6)
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+MAX_AMPLITUDE = 1e6  # beyond any audio (float files saved unscaled reach 32768); above it a file is refused
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,11 @@ def read_audio(path: str, opts: AudioOptions, train: bool = False) -> torch.Tens
         raise UnreadableFileError(f"cannot read audio {path} ({e})") from None
     if not len(wave):
         raise UnreadableFileError(f"audio {path} holds no samples")
+    loudest = float(np.abs(wave).max())  # NaN, inf or 1e30 would reach the log-mel as NaN predictions
+    if not math.isfinite(loudest):
+        raise UnreadableFileError(f"audio {path} holds NaN or infinite samples")
+    if loudest > MAX_AMPLITUDE:
+        raise UnreadableFileError(f"audio {path} holds samples of amplitude {loudest:.3g} (audio lies within -1..1)")
     wave = wave.mean(1)
     if rate != opts.sample_rate:
         wave = require("librosa", "resampling audio").resample(wave, orig_sr=rate, target_sr=opts.sample_rate)

@@ -92,6 +92,10 @@ def folder_samples(root: Path, split: str, spec: ModalitySpec, class_names: list
 def _flat_split(root: Path, samples: list[tuple[str, int]], split: str) -> list[tuple[str, int]]:
     """A split of a class-folders-only tree: by Speech Commands' lists, or a fixed stratified 20%."""
     lists = {name: root / name for name in set(LISTS.values()) if (root / name).is_file()}
+    known = ("train", *LISTS) if lists else ("train", "val", "validation")
+    if split not in known:
+        raise DataError(f"{root} has no {split!r} split; its splits are {', '.join(known)}"
+                        + ("" if lists else " (a fixed 20% of each class is held out)"))
     if lists:
         def listed(name: str) -> set[str]:
             lines = lists[name].read_text().splitlines() if name in lists else []

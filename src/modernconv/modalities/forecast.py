@@ -81,6 +81,11 @@ def read_table(source: str) -> tuple[np.ndarray, list[str]]:
     table = table.loc[:, [c for c in table.columns if not str(c).startswith("Unnamed")]]  # a saved index column
     if table.shape[1] == 0 or table.isna().all().any():
         raise DataError(f"{path} has no numeric column to forecast (or one without values)")
+    infinite = np.isinf(table.to_numpy(np.float64))
+    if infinite.any():  # (empty cells are missing values: interpolated)
+        row, column = np.argwhere(infinite)[0]
+        raise DataError(f"series {path} holds infinite values (first: column {table.columns[column]}, "
+                                  f"row {row + 1})")
     return table.interpolate(limit_direction="both").to_numpy(np.float64), [str(c) for c in table.columns]
 
 

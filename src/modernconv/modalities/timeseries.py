@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, UnreadableFileError
 from .spec import ModalitySpec, positive, require
 
 EMBEDDINGS = ("learned", "resize")
@@ -153,13 +153,25 @@ def read_ts(path: Path) -> tuple[list[np.ndarray], list[str]]:
     return [np.asarray(s) for s in x], [str(label) for label in y]
 
 
-def series_splits(source: str, opts: TimeSeriesOptions, class_names: list[str] | None = None
+def finite_series(path: Path, series: list[np.ndarray], labels: list[str], skip_bad: bool
+                  ) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """The series of one file without those holding infinite values (NaN is a missing value and reads as 0):
+    such a series is a bad sample, refused with its file and index, or with ``skip_bad`` left out and listed."""
+    bad = [i for i, s in enumerate(series) if np.isinf(s).any()]
+    if bad and not skip_bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UnreadableFileError(f"{path}: series {bad[0]}{more} holds infinite values")
+    keep = [i for i in range(len(series)) if i not in set(bad)]
+    return [series[i] for i in keep], [labels[i] for i in keep], [f"{path} (series {i})" for i in bad]
+
+
+def series_splits(source: str, opts: TimeSeriesOptions, class_names: list[str] | None = None, skip_bad: bool = False
                   ) -> tuple[SeriesDataset, SeriesDataset, list[str], TimeSeriesOptions]:
     """Train and held-out windows of a UCR/UEA set, its class names, and the options with the window's length
-    and variables filled in from the training series."""
+    and variables filled in from the training series (``skip_bad``: leave out series with infinite values)."""
     train_file, test_file = ts_files(source)
-    train_x, train_y = read_ts(train_file)
-    test_x, test_y = read_ts(test_file)
+    train_x, train_y, train_bad = finite_series(train_file, *read_ts(train_file), skip_bad)
+    test_x, test_y, test_bad = finite_series(test_file, *read_ts(test_file), skip_bad)
     names = class_names or sorted(set(train_y))
     unknown = sorted(set(train_y + test_y) - set(names))
     if unknown:
@@ -173,8 +185,10 @@ def series_splits(source: str, opts: TimeSeriesOptions, class_names: list[str] |
     length = opts.length or max(s.shape[1] for s in train_x)
     opts = replace(opts, length=length, variables=variables)
     index = {n: i for i, n in enumerate(names)}
-    return (SeriesDataset(train_x, [index[v] for v in train_y], opts),
-            SeriesDataset(test_x, [index[v] for v in test_y], opts), names, opts)
+    train, test = (SeriesDataset(train_x, [index[v] for v in train_y], opts),
+                   SeriesDataset(test_x, [index[v] for v in test_y], opts))
+    train.bad_images, test.bad_images = train_bad, test_bad
+    return train, test, names, opts
 
 
 def read_series_file(path: str, opts: TimeSeriesOptions, train: bool = False) -> torch.Tensor:
@@ -189,7 +203,7 @@ class TimeSeriesSpec(ModalitySpec):
     def split(self, source: str, split: str, options: Any, class_names: list[str] | None = None,
               skip_bad: bool = False, classes_from: str = "train/", transform: Callable | None = None
               ) -> tuple[Dataset, list[str], Any]:
-        train, held_out, names, options = series_splits(source, options, class_names)
+        train, held_out, names, options = series_splits(source, options, class_names, skip_bad)
         return (train if split == "train" else held_out), names, options
 
 

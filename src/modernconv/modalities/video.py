@@ -91,8 +91,12 @@ def fit_frame(frame: torch.Tensor, size: int) -> torch.Tensor:
 def _decode(path: str, opts: VideoOptions, train: bool) -> torch.Tensor:
     av = require("av", "decoding video files")
     with av.open(path) as container:
+        if not container.streams.video:
+            raise DataError("it has no video stream")
         stream = container.streams.video[0]
         total = stream.frames or sum(1 for _ in container.decode(stream))
+        if not total:
+            raise DataError("its video stream holds no frames")
         keep = frame_indices(total, opts.frames, opts.sampling, train)
         container.seek(0)
         wanted, frames = set(keep), {}

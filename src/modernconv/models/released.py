@@ -6,8 +6,10 @@ Nothing is downloaded. ``create_model("convnextv2_tiny.fcmae_ft_in1k", pretraine
 the weights cache (``$MODERNCONV_CACHE``, else ``~/.cache/modernconv``), under its published name or as
 ``NAME.TAG.safetensors`` or ``NAME.TAG/model.safetensors`` (a Hugging Face snapshot), and checks its sha256:
 against the published hash where the publisher names one (torchvision's file names carry its first 8 hex digits),
-otherwise against the hash recorded the first time the file was used (``hashes.json`` in the cache; the first use
-prints it so it can be compared with the publisher's)."""
+otherwise against the hash recorded at its first use (``hashes.json`` in the cache; the first use prints it so it
+can be compared with the publisher's). A hash is recorded only once the file has loaded strictly as that release
+(every key and shape, the release's classifier), so another file under its name is refused and leaves no record;
+a read-only cache is checked that way at each use, without a record."""
 from __future__ import annotations
 
 import csv
@@ -16,10 +18,15 @@ import functools
 import hashlib
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from ..checkpoint import fit_state_dict, read_checkpoint
+from ..checkpoint.load import CLASSIFIER_PREFIX, CLASSIFIER_WEIGHTS, check_values, is_encoder_only
 from ..data.preprocessing import DataConfig
 from ..errors import CheckpointError, ConfigError, ModelNotFoundError
 from ..files import atomic_write_text
@@ -28,6 +35,8 @@ TABLE = Path(__file__).with_name("released_weights.csv")
 CACHE_ENV = "MODERNCONV_CACHE"
 HASHES = "hashes.json"
 HUB_FILE = "model.safetensors"
+SHA256 = re.compile(r"[0-9a-f]{64}")
+JSON_KINDS = {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
 @dataclass(frozen=True)
@@ -123,8 +132,9 @@ def sha256_of(path: Path) -> str:
 
 
 def verify(path: Path, release: Released, cache: Path) -> str:
-    """The file's sha256, checked against the published hash, or the one recorded at first use (recorded now,
-    with a warning that shows it, when there is none)."""
+    """The file's sha256, checked against the published hash, or the one recorded at first use. With neither, the
+    file must load strictly as the release (``check_is_release``) before its hash is recorded, with a warning that
+    shows it; a cache that cannot be written is not recorded in, and a warning says so."""
     digest = sha256_of(path)
     if release.sha256:
         if not digest.startswith(release.sha256):
@@ -132,20 +142,77 @@ def verify(path: Path, release: Released, cache: Path) -> str:
                                   f"file is not {release.key} as released (or is damaged)")
         return digest
     record = cache / HASHES
-    try:
-        hashes = json.loads(record.read_text()) if record.is_file() else {}
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{record} is corrupt; delete it to record the hashes afresh") from None
+    hashes = read_hashes(record)
     known = hashes.get(release.key)
     if known is None:
-        hashes[release.key] = digest
-        atomic_write_text(record, json.dumps(hashes, indent=1, sort_keys=True))
-        warnings.warn(f"{release.key}: first use of {path.name}, sha256 {digest} (recorded in {record}; compare it "
-                      f"with {release.source})", stacklevel=3)
+        check_is_release(path, release)
+        try:
+            atomic_write_text(record, json.dumps({**hashes, release.key: digest}, indent=1, sort_keys=True))
+        except OSError as e:
+            warnings.warn(f"{release.key}: {path.name} has sha256 {digest}, not recorded: {cache} is not writable "
+                          f"({e.strerror or e}), so the file is checked afresh at each use; compare it with "
+                          f"{release.source}", stacklevel=3)
+        else:
+            warnings.warn(f"{release.key}: first use of {path.name}, sha256 {digest} (recorded in {record}; compare "
+                          f"it with {release.source})", stacklevel=3)
     elif known != digest:
         raise CheckpointError(f"{path}: sha256 {digest[:16]}... differs from {known[:16]}... recorded at its first "
                               f"use ({record}); the file changed")
     return digest
+
+
+def read_hashes(record: Path) -> dict[str, str]:
+    """The hashes recorded in ``record`` (``{name.tag: sha256}``; none if it does not exist); one line saying what
+    is wrong with a file of another shape."""
+    if not record.exists():
+        return {}
+    try:
+        hashes = json.loads(record.read_bytes().decode("utf-8"))
+    except IsADirectoryError:
+        raise _malformed(record, "is a folder, not a file") from None
+    except OSError as e:
+        raise _malformed(record, f"cannot be read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise _malformed(record, "is not text (not UTF-8)") from None
+    except json.JSONDecodeError as e:
+        raise _malformed(record, f"is not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(hashes, dict):
+        kind = JSON_KINDS.get(type(hashes), type(hashes).__name__)
+        raise _malformed(record, f'holds a JSON {kind}, not an object {{"name.tag": "sha256", ...}}')
+    bad = next((k for k, v in hashes.items() if not (isinstance(v, str) and SHA256.fullmatch(v))), None)
+    if bad is not None:
+        raise _malformed(record, f"records {json.dumps(hashes[bad])} for {bad}, not a sha256 (64 hex digits)")
+    return hashes
+
+
+def _malformed(record: Path, problem: str) -> CheckpointError:
+    return CheckpointError(f"{record} {problem}; delete it to record each release's hash afresh at its next use")
+
+
+def check_is_release(path: Path, release: Released) -> None:
+    """Refuse, in one line, a file that does not load strictly into ``release``'s model: every key and shape
+    (the stem too, never adapted), the release's classifier (none for an encoder release), finite values."""
+    from .registry import create_model  # the registry imports this module
+
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        target = create_model(release.name, num_classes=release.num_classes).state_dict()
+    source, _ = read_checkpoint(path)
+    fitted, report = fit_state_dict(source, target, in_chans=0)  # a stem of other channels: mis-shaped, not adapted
+    check_values(fitted, target, os.fspath(path))
+    if report.clean or (release.num_classes == 0 and is_encoder_only(report)):
+        return
+    differing = report.missing + report.unexpected + [m.split(":")[0] for m in report.mismatched]
+    if all(k.startswith(CLASSIFIER_PREFIX) for k in differing):
+        classes = next((v.shape[0] for k, v in source.items() if v.dim() == 2 and k.endswith(CLASSIFIER_WEIGHTS)), 0)
+        why = f"holds {_classifier(classes)} where {release.key} has {_classifier(release.num_classes)}"
+    else:
+        why = f"does not fit {release.key} (checkpoint layout: {report.source_format}): {report.problems()}"
+    raise CheckpointError(f"{path} {why}; it is not that release's file: put {release.file} from {release.source} "
+                          "there (no hash was recorded)")
+
+
+def _classifier(classes: int) -> str:
+    return f"a classifier of {classes} classes" if classes else "no classifier"
 
 
 def locate(release: Released, cache: str | os.PathLike | None = None) -> Path:
