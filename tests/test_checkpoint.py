@@ -260,3 +260,10 @@ def test_a_saved_backbone_or_pruned_model_is_what_the_file_rebuilds(tmp_path):
     again = modernconv.load_model(tmp_path / "pruned.safetensors")
     with torch.no_grad():
         assert again(x).shape == (2, 80, 8, 8) and torch.equal(again(x), pruned(x))
+
+
+def test_a_file_whose_class_names_do_not_match_its_classifier_is_refused(tmp_path):
+    model = modernconv.create_model("convnext_atto", num_classes=10)
+    modernconv.save_checkpoint(model, tmp_path / "five.safetensors", metadata={"class_names": list("abcde")})
+    with pytest.raises(CheckpointError, match="names 5 classes but its classifier has 10"):
+        modernconv.load_model(tmp_path / "five.safetensors")  # predict's IndexError before

@@ -72,6 +72,18 @@ def test_hugging_face_folders_give_transformers_logits(tmp_path, capsys, name, s
     assert info.class_names == labels
     with torch.no_grad():
         assert max_diff(model(x), expected) <= 1e-4
+    # labels that do not name each class are refused, not written wrong (more) or crashing predict (fewer)
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    for names in (labels + ["extra"], labels[:2]):
+        config["id2label"] = dict(enumerate(names))
+        (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
+        assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "wrong.safetensors")]) == 2
+        assert f"names {len(names)} classes (config.json's id2label) but its classifier has 3" in \
+            capsys.readouterr().err
+    (tmp_path / "hf" / "config.json").write_text(" " * (17 * 2**20) + "{}")  # 3 M labels would be ~124 MB
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "wrong.safetensors")]) == 2
+    assert "config.json is 17 MB; a model's config.json holds at most 16 MB" in capsys.readouterr().err
+    assert not (tmp_path / "wrong.safetensors").exists()
 
 
 def timm_training_checkpoint(path, plain: dict, ema: dict) -> None:

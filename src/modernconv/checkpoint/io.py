@@ -59,6 +59,9 @@ _EMA_KEYS = ("state_dict_ema", "model_ema")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth")  # in a folder, the first present is read
 
 
+MAX_CONFIG_BYTES = 16 * 2**20
+
+
 def _choose_weights(obj: Any, use_ema: bool) -> tuple[Any, str | None]:
     """A training checkpoint's EMA weights (when it has them and ``use_ema``) or its plain ones, and which."""
     if not isinstance(obj, Mapping) or not any(isinstance(obj.get(k), Mapping) for k in _EMA_KEYS):
@@ -79,10 +82,13 @@ def _folder_weights(folder: Path) -> tuple[Path, dict[str, str]]:
     meta: dict[str, str] = {}
     config = folder / "config.json"
     if config.is_file():
+        if config.stat().st_size > MAX_CONFIG_BYTES:  # a model's config is kilobytes; ImageNet-22k's labels ~1 MB
+            raise CheckpointError(f"{config} is {config.stat().st_size / 2**20:.0f} MB; a model's config.json holds "
+                                  f"at most {MAX_CONFIG_BYTES // 2**20} MB")
         try:
             labels = json.loads(config.read_text()).get("id2label") or {}
             names = [labels[k] for k in sorted(labels, key=int)]
-        except (json.JSONDecodeError, ValueError, AttributeError, TypeError) as e:
+        except (json.JSONDecodeError, ValueError, AttributeError, TypeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{config}: unreadable config ({e})") from None
         if names and not all(re.fullmatch(r"LABEL_\d+", str(n)) for n in names):
             meta["class_names"] = json.dumps([str(n) for n in names])

@@ -111,5 +111,9 @@ def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = 
                 model.prune_intermediate_layers(**info.structure["pruned"])
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{path}: its recorded model options do not build {info.model_name} ({e})") from None
+    classes = getattr(model, "num_classes", 0)
+    if info.task == "classification" and info.class_names and classes and len(info.class_names) != classes:
+        raise CheckpointError(f"{path} names {len(info.class_names)} classes but its classifier has {classes}; "
+                              "its class names cannot be trusted")
     load_checkpoint(model, path, strict=True, require_head=not info.structure)
     return model.to(device).eval(), info

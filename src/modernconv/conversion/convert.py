@@ -66,6 +66,14 @@ def fit_to_model(source: dict[str, torch.Tensor], name: str | None = None
                           f"{closest[1].problems()}); pass --model to choose one")
 
 
+def check_class_names(names: list, state: dict[str, torch.Tensor], src: str | os.PathLike) -> None:
+    """Class names (a config.json's ``id2label``) must name each class of the classifier, no more, no fewer."""
+    classifier = state.get(CLASSIFIER_PREFIX + "weight")
+    if names and classifier is not None and len(names) != classifier.shape[0]:
+        raise CheckpointError(f"{src} names {len(names)} classes (config.json's id2label) but its classifier has "
+                              f"{classifier.shape[0]}: fix the labels, or leave them out")
+
+
 def _non_default(name: str, options: dict) -> dict:
     defaults = get_model_spec(name).options()
     return {k: v for k, v in options.items() if v != defaults[k]}
@@ -89,6 +97,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, model: st
     name, options, fitted, report = fit_to_model(source, model or metadata.get("model"))
     if "chosen_weights" in metadata:
         report.notes.append(f"converted {metadata['chosen_weights']}")
+    check_class_names(json.loads(metadata.get("class_names", "[]")), fitted, src)
     options = _non_default(name, options)
     extra = {"source_format": report.source_format, **{k: metadata[k] for k in CARRIED_METADATA if k in metadata}}
     if is_encoder_only(report):
