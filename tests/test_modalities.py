@@ -475,6 +475,10 @@ def test_one_checkpoint_entry_point_serves_modality_models_and_their_networks(tm
         network = modernconv.create_model("convnext_atto", in_chans=1, num_classes=3,
                                           pretrained=tmp_path / "m.safetensors")
     assert all(torch.equal(v, trained.model.state_dict()[k]) for k, v in network.state_dict().items())
+    longer = create_modality_model("convnext_atto", "timeseries", {**opts, "length": 30}, num_classes=3)
+    with pytest.raises(modernconv.CheckpointError, match=r"timeseries adapter does not fit \(size mismatch for "
+                                                         r"embed.weight"):  # the reason, not torch's header alone
+        modernconv.load_checkpoint(longer, tmp_path / "m.safetensors")
 
 
 @pytest.mark.parametrize("modality, options, message", [

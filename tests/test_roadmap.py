@@ -78,10 +78,16 @@ def test_resnet50_step_is_torchvisions_resnet50(tmp_path):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), tv(x), rtol=0, atol=1e-4)
+    # convert finds the step it is (it named none before)
+    assert main(["convert", str(path), str(tmp_path / "ours.safetensors")]) == 0
+    again = modernconv.load_model(tmp_path / "ours.safetensors")
+    assert again.model_kwargs["step"] == "resnet50"
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), tv(x), rtol=0, atol=1e-4)
 
 
 @pytest.mark.isa_sensitive
-def test_last_step_is_convnext_tiny(tmp_path):
+def test_last_step_is_convnext_tiny_ours_or_torchvisions(tmp_path):
     tiny = modernconv.create_model("convnext_tiny").eval()
     randomize_(tiny)
     path = tmp_path / "convnext_tiny.pth"
@@ -91,6 +97,14 @@ def test_last_step_is_convnext_tiny(tmp_path):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(end(x), tiny(x), rtol=0, atol=1e-4)
+    tv = torchvision.models.convnext_tiny().eval()  # torchvision's layout: renamed to ours, then to the step's
+    randomize_(tv)
+    torch.save(tv.state_dict(), tmp_path / "tv.pth")
+    end = modernconv.create_model(TRACK).eval()
+    report = load_checkpoint(end, tmp_path / "tv.pth")
+    assert report.clean and report.source_format == "torchvision-convnext, convnext as roadmap"
+    with torch.no_grad():
+        torch.testing.assert_close(end(x), tv(x), rtol=0, atol=1e-4)
 
 
 def test_resnet200_track_starts_at_resnet200_and_ends_at_convnext_base():

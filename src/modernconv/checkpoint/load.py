@@ -61,7 +61,11 @@ def to_our_names(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor
         notes.append("FCMAE pre-training checkpoint: loaded its encoder, left out its decoder")
     fmt = detect_format(list(source), list(target or {}))
     layout = f"FCMAE encoder, {fmt.name}" if pretraining else fmt.name
-    return {fmt.rename(k): v for k, v in source.items()}, layout, notes
+    renamed = {fmt.rename(k): v for k, v in source.items()}
+    then = detect_format(list(renamed), list(target or {}))
+    if then is not fmt and then.target is not None:  # a foreign ConvNeXt file, ours now, into the roadmap's names
+        renamed, layout = {then.rename(k): v for k, v in renamed.items()}, f"{layout}, {then.name}"
+    return renamed, layout, notes
 
 
 def _is_modality_checkpoint(keys: list[str]) -> bool:

@@ -5,6 +5,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -13,6 +14,7 @@ from ..checkpoint.load import CLASSIFIER_PREFIX, check_values, is_encoder_only, 
 from ..errors import CheckpointError
 from ..files import atomic_write
 from ..models import create_model, get_model_spec, list_models
+from ..models.roadmap import roadmap_steps
 from ..reparam import reparameterize
 from .layouts import TARGETS, to_hf, to_timm, write_folder
 
@@ -34,10 +36,13 @@ def _problem_count(report: LoadReport) -> int:
     return len(report.missing) + len(report.unexpected) + len(report.mismatched)
 
 
-def _forms(name: str) -> list[dict[str, bool]]:
-    """The forms to try for ``name``: train, and deploy where the family has one."""
-    has_deploy = "deploy" in get_model_spec(name).options()
-    return [{}, {"deploy": True}] if has_deploy else [{}]
+def _forms(name: str) -> list[dict[str, Any]]:
+    """The forms to try for ``name``: train, and deploy where the family has one; every step of a roadmap track
+    (a torchvision ResNet-50 file is its first)."""
+    options = get_model_spec(name).options()
+    if "step" in options:
+        return [{"step": step} for step in roadmap_steps(name)]
+    return [{}, {"deploy": True}] if "deploy" in options else [{}]
 
 
 def fit_to_model(source: dict[str, torch.Tensor], name: str | None = None

@@ -48,8 +48,9 @@ class ModalityModel(ModelWrapper):
             network = {k[len(NETWORK):]: v for k, v in source.items() if k.startswith(NETWORK)}
             try:
                 self.adapter.load_state_dict(adapter, strict=True)
-            except RuntimeError as e:
-                reason = str(e).splitlines()[0]
+            except RuntimeError as e:  # torch's first line only says "Error(s) in loading state_dict for ...:"
+                details = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
+                reason = details[0] if details else str(e).strip()
                 raise CheckpointError(f"{path}: its {self.modality} adapter does not fit ({reason})") from None
         else:
             network = source
