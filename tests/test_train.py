@@ -40,6 +40,22 @@ def test_run_folder_holds_everything(tmp_path):
     assert load_config(result.run_dir / "config.yaml").epochs == 2
 
 
+def test_train_accuracy_is_over_the_batches_as_trained(tmp_path):
+    """With lr 0 (the weights stay) and whole-image crops, the logged train top-1 is the model's accuracy on the
+    epoch's training batches, recounted here."""
+    trainer = trainer_for(quick(tmp_path, epochs=1, lr=0.0, min_lr=0.0, warmup_epochs=0, scale=(1.0, 1.0)))
+    result = trainer.fit()
+    trainer.close()
+    hits = seen = 0
+    with torch.no_grad():
+        for images, labels in trainer._train_loader(0):
+            hits += (trainer.model(images).argmax(1) == labels).sum().item()
+            seen += len(labels)
+    assert seen == trainer.steps_per_epoch * 16
+    assert result.last["train_top1"] == pytest.approx(100 * hits / seen)
+    assert "train top-1" in trainer.task.summary(result.last)
+
+
 def test_same_seed_same_weights(tmp_path):
     a = train(quick(tmp_path, "a", mixup=0.8, cutmix=1.0, randaugment_magnitude=9, drop_path_rate=0.1))
     b = train(quick(tmp_path, "b", mixup=0.8, cutmix=1.0, randaugment_magnitude=9, drop_path_rate=0.1))

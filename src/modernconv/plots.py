@@ -17,7 +17,8 @@ from .files import atomic_write
 # (the top-k a run measures: 5, or its class count when smaller)
 CURVE_PANELS = (("loss", "loss", (("train_loss", "train (with label smoothing / mixing)"), ("val_loss", "val (plain)"),
                                    ("ema_val_loss", "val, EMA weights (plain)"))),
-                ("accuracy", "accuracy (%)", (("val_top1", "val top-1"), ("ema_val_top1", "val top-1 (EMA)"),
+                ("accuracy", "accuracy (%)", (("train_top1", "train top-1 (augmented)"), ("val_top1", "val top-1"),
+                                              ("ema_val_top1", "val top-1 (EMA)"),
                                               ("val_top{k}", "val top-{k}"))),
                 ("forecast error", "MAE (standardised)", (("val_mae", "val MAE"), ("ema_val_mae", "val MAE (EMA)"))),
                 ("learning rate", "lr", (("lr", "lr at the epoch's end"),)))
@@ -36,7 +37,7 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None
 
 
 def curves_figure(rows: Sequence[dict[str, Any]]) -> Figure:
-    """Loss (train and val), accuracy (val, EMA if present), forecast error and the learning rate against
+    """Loss (train and val), accuracy (train, val, EMA if present), forecast error and the learning rate against
     epoch (``CURVE_PANELS``); a panel with no metric in the rows (accuracy in a pre-training run) is left out."""
     epochs = [r["epoch"] for r in rows]
     panels = [(title, ylabel, [pair for key, label in curves for pair in _present(key, label, rows[0])])

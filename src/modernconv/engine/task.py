@@ -112,6 +112,11 @@ class Task:
     def loss(self, net: nn.Module, batch: Any) -> torch.Tensor:
         raise NotImplementedError
 
+    def train_metrics(self, ctx: RunContext) -> dict[str, float]:
+        """Metrics the task gathered over the epoch's training batches, summed over the processes, then reset
+        (after a mid-epoch resume: over the batches since); none by default."""
+        return {}
+
     def evaluate(self, ctx: RunContext, model: nn.Module) -> dict[str, float]:
         """Held-out metrics of ``model`` (summed over the processes of a distributed run); none by default."""
         return {}

@@ -417,7 +417,8 @@ class Trainer:
             for epoch in range(progress.epoch, self.epochs):
                 if progress.batches_done == 0:  # a fresh epoch; a mid-epoch resume restored the RNG instead
                     seed_all(_epoch_seed(cfg.seed, epoch, self.dist.rank))
-                row = {"epoch": epoch + 1, **self._train_epoch(epoch, progress, stop)}  # numbered from 1
+                row = {"epoch": epoch + 1, **self._train_epoch(epoch, progress, stop),  # numbered from 1
+                       **self.task.train_metrics(self.ctx)}
                 progress.epoch, progress.batches_done = epoch + 1, 0
                 for module in (self.model, *([self.ema.module] if self.ema is not None else [])):
                     broadcast_buffers(module, self.dist)  # one model on every process for evaluating and saving

@@ -11,6 +11,7 @@ from torch import nn
 from ..checkpoint import load_checkpoint
 from ..config import TrainConfig
 from ..data import build_loader, build_mixing, soft_target_cross_entropy, train_transform
+from ..engine.distributed import all_reduce_sum
 from ..engine.evaluate import evaluate
 from ..engine.task import RunContext, Task, TaskData, model_options
 from ..modalities import ModalitySpec, create_modality_model, get_modality
@@ -26,6 +27,7 @@ class ClassificationTask(Task):
         self.cfg = cfg
         self.ema_decay = cfg.ema_decay
         self.layer_decay = cfg.layer_decay
+        self.train_counts: torch.Tensor | None = None  # correct and seen training samples of the epoch so far
 
     def model_options(self) -> dict[str, Any]:
         kwargs = model_options(self.cfg)
@@ -74,9 +76,21 @@ class ClassificationTask(Task):
         if self.mixing is not None:
             images, labels = self.mixing(images, labels)
         logits = net(images)
+        target = labels.argmax(1) if labels.ndim == 2 else labels  # mixed: the label with the larger share
+        counts = torch.stack([(logits.detach().argmax(1) == target).sum(), target.new_tensor(len(target))])
+        self.train_counts = counts if self.train_counts is None else self.train_counts + counts  # no host sync
         if labels.ndim == 2:
             return soft_target_cross_entropy(logits, labels)
         return F.cross_entropy(logits, labels, label_smoothing=self.cfg.label_smoothing)
+
+    def train_metrics(self, ctx: RunContext) -> dict[str, float]:
+        """Top-1 over the epoch's training batches, as they were trained (augmented; mixed batches count the
+        label with the larger share)."""
+        if self.train_counts is None:
+            return {}
+        hits, seen = all_reduce_sum(self.train_counts.double(), ctx.dist).tolist()
+        self.train_counts = None
+        return {"train_top1": 100.0 * hits / max(seen, 1.0)}
 
     def evaluate(self, ctx: RunContext, model: nn.Module) -> dict[str, float]:
         return evaluate(model, self.val_loader, self.num_classes, ctx.device, ctx.precision,
@@ -87,7 +101,8 @@ class ClassificationTask(Task):
                 **self.modality.metadata(data.modality_options)}
 
     def summary(self, row: dict) -> str:
-        return (f"  val loss {row['val_loss']:.4f}  val top-1 {row['val_top1']:.2f}%"
+        train = f"  train top-1 {row['train_top1']:.2f}%" if "train_top1" in row else ""
+        return (f"{train}  val loss {row['val_loss']:.4f}  val top-1 {row['val_top1']:.2f}%"
                 + (f"  EMA {row['ema_val_top1']:.2f}%" if self.ema_decay else ""))
 
     def result_line(self, best_score: float | None, best_epoch: int, last: dict, run_dir) -> str:
