@@ -172,6 +172,30 @@ def make_folder(root, per_class=12):
     return root
 
 
+def test_val_split_divides_one_folder_and_eval_holds_out_the_same_images(tmp_path, capsys):
+    data, run = make_folder(tmp_path / "data", per_class=8) / "train", tmp_path / "split"  # one folder, 2 x 8
+    args = ["train", "--output", str(run), *[f"--{k.replace('_', '-')}={v}" for k, v in
+                                             {**QUICK, "epochs": 1, "batch_size": 4}.items() if k != "data"],
+            "--val-split", "0.25", "--data", str(data)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "data: 12 training / 4 held-out samples" in out  # 2 of each class's 8 held out
+    assert main(["eval", "--checkpoint", str(run / "best.safetensors"), "--data", str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 4  # those 4, not the folder's 16
+    from modernconv.data import build_split
+
+    def held_out(seed):
+        return [p for p, _ in build_split(str(data), "val", 3, None, val_split=0.25, split_seed=seed)[0].samples]
+
+    assert held_out(0) == held_out(0) != held_out(1)  # the seed chooses them, the same each time
+    assert main(["train", "--output", str(run), "--resume", "--epochs", "2"]) == 0  # the saved split again
+    assert "data: 12 training / 4 held-out samples" in capsys.readouterr().out
+    for mistake, message in ((["--data", "digits"], "digits has its own fixed split"),
+                             (["--data", str(data.parent)], "has a train/ folder: --val-split divides one")):
+        other = ["train", "--output", str(tmp_path / "other"), *args[3:-2], *mistake]
+        assert main(other) == 2 and message in capsys.readouterr().err
+
+
 def test_cli_train_eval_predict_on_an_image_folder(tmp_path, capsys):
     data, run = make_folder(tmp_path / "data"), tmp_path / "cli"
     options = {**QUICK, "data": str(data), "epochs": 3, "batch_size": 8}

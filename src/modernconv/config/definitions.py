@@ -26,7 +26,7 @@ MODALITY_NAMES = ("image", "audio", "video", "pointcloud", "timeseries")  # mode
 SUPERVISED_TASKS = ("classification", "forecasting", "segmentation", "detection")  # modernconv.tasks (and FCMAE, PretrainConfig's)
 # what classification alone reads (refused in a segmentation run unless left at the default)
 CLASSIFICATION_ONLY = ("randaugment_magnitude", "auto_augment", "random_erasing", "mixup", "cutmix", "crop_pct",
-                       "head_init_scale")
+                       "head_init_scale", "val_split")
 # what the dense tasks learn from and how they augment it (their refusal of classification's options says so)
 DENSE_AUGMENTATION = {"segmentation": "images with masks; augmentation: hflip, ratio_range, base_size",
                       "detection": "images with boxes and masks; augmentation: hflip, min_size (multi-scale), scale_jitter"}
@@ -237,6 +237,9 @@ class ClassificationOptions:
     mix_switch_prob: float = option(0.5, "probability of CutMix when both are on", check="[0,1]")
     label_smoothing: float = option(0.1, "label smoothing", check="[0,1)")
     crop_pct: float | None = option(None, "evaluation centre-crop fraction (none = the model's)", check="(0,1]")
+    val_split: float | None = option(None, "hold out this fraction of each class of one image folder of class "
+                                           "folders (no train/ and val/), chosen by --seed and recorded in the "
+                                           "checkpoints for eval (none = the data's own split)", check="(0,1)")
     layer_decay: float | None = option(None, "layer-wise lr decay (none = off)", check="(0,1]")
     ema_decay: float | None = option(None, "EMA of the weights, evaluated alongside (e.g. 0.9999)", check="(0,1)")
     modality: str = option("image", "what the samples are; the others go through their adapter to C' x H x W "
@@ -331,6 +334,9 @@ class TrainConfig(DetectionOptions, SegmentationOptions, ClassificationOptions, 
         if changed and not modality.takes_transforms:
             raise ConfigError(f"{', '.join(changed)} act on images; a {self.modality} run augments in its "
                               "adapter (see modality_options)")
+        if self.val_split is not None and self.modality != "image":
+            raise ConfigError(f"val_split divides image folders; a {self.modality} folder without val/ holds out a "
+                              "fixed 20% of each class")
         if self.task in DENSE_AUGMENTATION:
             changed = [k for k in CLASSIFICATION_ONLY if getattr(self, k) != getattr(defaults, k)]
             if changed or not modality.takes_transforms:

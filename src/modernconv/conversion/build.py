@@ -62,7 +62,12 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
         if not isinstance(recorded, dict):
             raise ValueError("modality_options must be a mapping")
         modality = get_modality(meta.get("modality", IMAGE))
-        options = modality.make_options(recorded, in_chans=kwargs.get("in_chans", 3))
+        split = json.loads(meta.get("val_split", "null"))  # an image folder divided by fraction: the same again
+        if split is not None and not (isinstance(split, dict) and set(split) == {"fraction", "seed"}):
+            raise ValueError("val_split must give fraction and seed")
+        options = modality.make_options(recorded, in_chans=kwargs.get("in_chans", 3),
+                                        **({"val_split": split["fraction"], "split_seed": split["seed"]} if split
+                                           else {}))
         segmenter, detector = json.loads(meta.get("segmenter", "{}")), json.loads(meta.get("detector", "{}"))
         structure = json.loads(meta.get("structure", "{}"))
         if not isinstance(structure, dict) or not set(structure) <= {"pruned", "backbone"}:

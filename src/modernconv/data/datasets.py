@@ -36,18 +36,22 @@ def _check_split(split: str) -> None:
 
 def build_split(source: str, split: str, in_chans: int, transform: Callable, class_names: list[str] | None = None,
                 skip_bad_images: bool = False, synthetic_samples: int = 512, synthetic_classes: int = 10,
-                classes_from: str = "train/") -> tuple[Dataset, list[str]]:
+                classes_from: str = "train/", val_split: float | None = None, split_seed: int = 0
+                ) -> tuple[Dataset, list[str]]:
     """One split ("train", or a held-out one: "val", "test", "validation") of the data set named by ``source``,
     and its class names: "digits"
     (sklearn's bundled 8x8 digits, fixed stratified 80/20 split), "synthetic" (generated, deterministic) or a
     folder with ``split/<class>/`` folders (labelled with ``class_names`` when given, which errors call
-    ``classes_from``, else its own folders).
+    ``classes_from``, else its own folders), or with ``val_split`` one folder of class folders divided by a
+    stratified fraction (seeded by ``split_seed``).
 
     Images reach ``transform`` as "L" (``in_chans`` 1) or RGB (any other count)."""
     _check_split(split)
     if in_chans < 1:
         raise ConfigError(f"in_chans ({in_chans}) must be positive")
     if source in BUILT_IN:
+        if val_split is not None:
+            raise ConfigError(f"val_split divides a folder of class folders; {source} has its own fixed split")
         if source == "digits":
             images, labels = digits_images(in_chans)
             names = DIGIT_CLASSES
@@ -56,7 +60,8 @@ def build_split(source: str, split: str, in_chans: int, transform: Callable, cla
             names = [f"class_{k}" for k in range(synthetic_classes)]
         train, held_out = split_tensor_dataset(images, labels, transform, transform)
         return (train if split == "train" else held_out), names
-    return folder_split(Path(source), split, in_chans, transform, class_names, skip_bad_images, classes_from)
+    return folder_split(Path(source), split, in_chans, transform, class_names, skip_bad_images, classes_from,
+                        val_split, split_seed)
 
 
 def build_datasets(source: str, img_size: int, in_chans: int = 3, skip_bad_images: bool = False,

@@ -14,10 +14,12 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..errors import DataError
+from .generated import stratified_split
 from .images import read_image
 
 LAYOUT_HINT = "expected train/<class>/<image> and val/<class>/<image>"
@@ -124,12 +126,17 @@ def _check_root(root: Path) -> None:
 
 
 def folder_split(root: Path, split: str, in_chans: int, transform: Callable, class_names: list[str] | None = None,
-                 skip_bad_images: bool = False, classes_from: str = "train/") -> tuple[ImageFolderSplit, list[str]]:
+                 skip_bad_images: bool = False, classes_from: str = "train/", val_split: float | None = None,
+                 split_seed: int = 0) -> tuple[ImageFolderSplit, list[str]]:
     """One split (``root/split/<class>/*``) and its class names: ``class_names`` (named ``classes_from`` in
     errors) when given (the split may lack some but not add any), else its own folders. A held-out split may
     also be ``root`` itself when it holds class folders and no train/ (ImageNet's validation layout). A training
-    split needs an image in every class."""
+    split needs an image in every class. With ``val_split``, ``root`` is one folder of class folders: a
+    stratified ``val_split`` of each class (chosen by ``split_seed``) is held out and the rest trains."""
     _check_root(root)
+    if val_split is not None:
+        return _fraction_split(root, split, in_chans, transform, class_names, skip_bad_images, val_split,
+                               split_seed)
     split_dir = root / split
     if not split_dir.is_dir():
         if split == "train" or (root / "train").is_dir() or not class_folders(root):
@@ -147,6 +154,28 @@ def folder_split(root: Path, split: str, in_chans: int, transform: Callable, cla
             raise DataError(f"{dataset.root} has class folders with no {NO_IMAGES_HINT}: {', '.join(empty)}")
     elif not dataset.samples:
         raise DataError(f"{dataset.root} has no {NO_IMAGES_HINT}")
+    return dataset, classes
+
+
+def _fraction_split(root: Path, split: str, in_chans: int, transform: Callable, class_names: list[str] | None,
+                    skip_bad_images: bool, val_split: float, split_seed: int) -> tuple[ImageFolderSplit, list[str]]:
+    """``folder_split``'s split of one folder of class folders by a stratified, seeded fraction."""
+    if (root / "train").is_dir():
+        raise DataError(f"{root} has a train/ folder: --val-split divides one folder of class folders (give "
+                        f"{root / 'train'} to split it, or leave --val-split out to use val/)")
+    found = class_folders(root)
+    if not found:
+        raise DataError(f"{root} has no class folders to split")
+    classes = checked_classes(found, class_names, root, "the run's classes")
+    dataset = ImageFolderSplit(root, {c: i for i, c in enumerate(classes)}, in_chans, transform)
+    train, val = stratified_split(np.array(dataset.targets), val_split, split_seed)  # over every file: the
+    dataset.samples = [dataset.samples[i] for i in (train if split == "train" else val)]  # same with or without
+    dataset.imgs, dataset.targets = dataset.samples, [target for _, target in dataset.samples]  # skipping
+    if skip_bad_images:
+        dataset._drop_unreadable()
+    if split == "train" and empty_classes(dataset.samples, classes):
+        raise DataError(f"{root}: classes {', '.join(empty_classes(dataset.samples, classes))} have no image to "
+                        f"train on after holding out {val_split:g}")
     return dataset, classes
 
 

@@ -26,6 +26,8 @@ class ImageOptions:
     in_chans: int = 3
     synthetic_samples: int = 512
     synthetic_classes: int = 10
+    val_split: float | None = None  # the held-out fraction of one folder of class folders, and its seed
+    split_seed: int = 0
 
 
 def read_image_file(path: str, opts: ImageOptions, train: bool = False) -> Image.Image:
@@ -56,14 +58,18 @@ class ImageSpec(ModalitySpec):
               skip_bad: bool = False, classes_from: str = "train/", transform: Callable | None = None
               ) -> tuple[Dataset, list[str], ImageOptions]:
         dataset, names = build_split(source, split, options.in_chans, transform, class_names, skip_bad,
-                                     options.synthetic_samples, options.synthetic_classes, classes_from)
+                                     options.synthetic_samples, options.synthetic_classes, classes_from,
+                                     options.val_split, options.split_seed)
         return dataset, names, options
 
     def file_reader(self, options: ImageOptions, transform: Callable | None = None) -> Callable[[str], torch.Tensor]:
         return partial(read_transformed, in_chans=options.in_chans, transform=transform)
 
     def metadata(self, options: Any) -> dict[str, Any]:
-        return {}
+        """A split by fraction, so that ``eval`` of the checkpoint holds out the same images."""
+        if options.val_split is None:
+            return {}
+        return {"val_split": {"fraction": options.val_split, "seed": options.split_seed}}
 
 
 IMAGE_MODALITY = ImageSpec("image", 3, ImageOptions, nn.Identity, read_image_file, IMG_EXTENSIONS, {},

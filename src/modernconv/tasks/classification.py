@@ -51,7 +51,8 @@ class ClassificationTask(Task):
                                    interpolation=pre.interpolation, auto_augment=cfg.auto_augment)
         options = self.modality.make_options(cfg.modality_options, in_chans=cfg.in_chans,
                                              synthetic_samples=cfg.synthetic_samples,
-                                             synthetic_classes=cfg.synthetic_classes)
+                                             synthetic_classes=cfg.synthetic_classes, val_split=cfg.val_split,
+                                             split_seed=cfg.seed)
         train, classes, options = self.modality.split(cfg.data, "train", options, skip_bad=cfg.skip_bad_images,
                                                       transform=train_tf)
         val, _, options = self.modality.split(cfg.data, "val", options, class_names=classes,
