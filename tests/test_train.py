@@ -7,6 +7,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from helpers import Interrupt, die_after_steps
+import modernconv
 from modernconv.cli import main
 from modernconv.config import load_config
 from modernconv.tasks import train, trainer_for
@@ -54,6 +55,25 @@ def test_train_accuracy_is_over_the_batches_as_trained(tmp_path):
     assert seen == trainer.steps_per_epoch * 16
     assert result.last["train_top1"] == pytest.approx(100 * hits / seen)
     assert "train top-1" in trainer.task.summary(result.last)
+
+
+def test_checkpoint_hist_keeps_the_n_best_epochs(tmp_path, monkeypatch):
+    trainer = trainer_for(quick(tmp_path, epochs=5, checkpoint_hist=2))
+    scores, saved = iter([50.0, 80.0, 60.0, 70.0, 70.0]), {}  # the held-out top-1 of epochs 1..5
+    evaluate = trainer.task.evaluate
+
+    def scripted(ctx, model):
+        metrics = {**evaluate(ctx, model), "top1": next(scores)}
+        saved[len(saved) + 1] = {k: v.clone() for k, v in model.state_dict().items()}
+        return metrics
+
+    monkeypatch.setattr(trainer.task, "evaluate", scripted)
+    trainer.fit()
+    trainer.close()
+    kept = sorted(p.name for p in trainer.run_dir.glob("checkpoint-*.safetensors"))
+    assert kept == ["checkpoint-2.safetensors", "checkpoint-4.safetensors"]  # 80 and the first 70
+    assert same(weights(trainer.run_dir, "checkpoint-4.safetensors"), saved[4])
+    assert modernconv.load_model(trainer.run_dir / "checkpoint-2.safetensors").num_classes == 4
 
 
 def test_same_seed_same_weights(tmp_path):

@@ -158,6 +158,8 @@ class RunConfig:
                                            "= the task's: top1, mse, miou, bbox_ap; e.g. segm_ap, loss)")
     patience: int | None = option(None, "stop when the best metric has not improved for N epochs (none = never)",
                                   check=">=1")
+    checkpoint_hist: int = option(0, "also keep the weights of the N best epochs as checkpoint-EPOCH.safetensors "
+                                     "(timm's --checkpoint-hist; 0 = best.safetensors alone)", check=">=0")
     save_every_steps: int = option(0, "also checkpoint every N optimizer steps (0 = at epoch ends only)", check=">=0")
     save_every_minutes: float = option(0.0, "also checkpoint when N minutes have passed since the last one (long "
                                             "epochs under wall-clock limits; 0 = off)", check=">=0")

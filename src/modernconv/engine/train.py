@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import read_metadata, save_checkpoint
 from ..config import MODALITY_RECIPES, RunConfig
 from ..data import batches_per_epoch, build_loader
 from ..errors import ConfigError, RunStopped, StorageError, TrainingDivergedError, WorkerLostError
@@ -75,6 +75,7 @@ def _batchnorm_needs_more_values():
 
 
 LOWER_IS_BETTER = ("loss", "mse", "mae")  # metric names (suffixes) whose smaller values are better
+HISTORY_PREFIX = "checkpoint-"  # checkpoint-EPOCH.safetensors: the checkpoint_hist best epochs
 
 
 def _clock(seconds: float) -> str:
@@ -460,12 +461,32 @@ class Trainer:
             return
         sign = 1 if self.higher_is_better else -1
         label = max(scores, key=lambda k: sign * scores[k])  # the model on a tie
+        metadata = {**self.task.metadata(self.data), "epoch": row["epoch"], self.metric: scores[label],
+                    "weights": label}
         if progress.best_score is None or sign * scores[label] > sign * progress.best_score:
             progress.best_score, progress.best_epoch = scores[label], row["epoch"]
             if self.dist.is_main:
-                save_checkpoint(candidates[label], self.run_dir / BEST_FILE, metadata={
-                    **self.task.metadata(self.data), "epoch": row["epoch"], self.metric: scores[label],
-                    "weights": label})
+                save_checkpoint(candidates[label], self.run_dir / BEST_FILE, metadata=metadata)
+        if self.cfg.checkpoint_hist and self.dist.is_main:
+            self._keep_history(candidates[label], metadata, sign * scores[label])
+
+    def _keep_history(self, model: nn.Module, metadata: dict, score: float) -> None:
+        """``checkpoint-EPOCH.safetensors`` for this epoch when it is among the ``checkpoint_hist`` best so far
+        (timm's --checkpoint-hist), the others deleted; ranked by the score their files record (``score``: the
+        metric signed so that higher is better), so a resumed run ranks the files it finds."""
+        def signed(path: Path) -> float:
+            return float(read_metadata(path)[self.metric]) * (1 if self.higher_is_better else -1)
+
+        kept = [p for p in self.run_dir.glob(f"{HISTORY_PREFIX}*.safetensors")
+                if p.name != f"{HISTORY_PREFIX}{metadata['epoch']}.safetensors"]  # a re-run epoch replaces its own
+        ranked = sorted(kept, key=signed, reverse=True)
+        if len(ranked) >= self.cfg.checkpoint_hist and score <= signed(ranked[self.cfg.checkpoint_hist - 1]):
+            return  # (an equal score keeps the earlier epoch)
+        with self._storage_errors():
+            save_checkpoint(model, self.run_dir / f"{HISTORY_PREFIX}{metadata['epoch']}.safetensors",
+                            metadata=metadata)
+            for path in ranked[self.cfg.checkpoint_hist - 1:]:
+                path.unlink()
 
     def close(self) -> None:
         """Release the run folder and leave the process group."""
