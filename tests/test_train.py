@@ -1,6 +1,7 @@
 """End-to-end training runs on small generated data: reproducibility, resume, NaN stop, outputs, CLI."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -74,6 +75,26 @@ def test_checkpoint_hist_keeps_the_n_best_epochs(tmp_path, monkeypatch):
     assert kept == ["checkpoint-2.safetensors", "checkpoint-4.safetensors"]  # 80 and the first 70
     assert same(weights(trainer.run_dir, "checkpoint-4.safetensors"), saved[4])
     assert modernconv.load_model(trainer.run_dir / "checkpoint-2.safetensors").num_classes == 4
+
+
+def test_balance_weighs_classes_as_sklearn_does(tmp_path):
+    from sklearn.utils.class_weight import compute_class_weight
+
+    data = make_folder(tmp_path / "data", per_class=12)
+    for extra in list((data / "train" / "red").iterdir())[3:]:
+        extra.unlink()  # 12 blue, 3 red training images
+    trainer = trainer_for(quick(tmp_path, data=str(data), balance=True, epochs=1, batch_size=5))
+    labels = trainer.data.train.targets
+    expected = compute_class_weight("balanced", classes=np.arange(2), y=np.array(labels))
+    assert torch.allclose(trainer.task.class_weights, torch.tensor(expected, dtype=torch.float32))
+    images, targets = next(iter(trainer._train_loader(0)))
+    with torch.no_grad():
+        logits = trainer.model(images)
+        weighted = torch.nn.functional.cross_entropy(logits, targets, weight=trainer.task.class_weights,
+                                                     label_smoothing=0.1)
+        assert torch.allclose(trainer.task.loss(trainer.model, (images, targets)), weighted)
+    assert trainer.fit().last["train_loss"] > 0
+    trainer.close()
 
 
 def test_same_seed_same_weights(tmp_path):

@@ -26,7 +26,7 @@ MODALITY_NAMES = ("image", "audio", "video", "pointcloud", "timeseries")  # mode
 SUPERVISED_TASKS = ("classification", "forecasting", "segmentation", "detection")  # modernconv.tasks (and FCMAE, PretrainConfig's)
 # what classification alone reads (refused in a segmentation run unless left at the default)
 CLASSIFICATION_ONLY = ("randaugment_magnitude", "auto_augment", "random_erasing", "mixup", "cutmix", "crop_pct",
-                       "head_init_scale", "val_split")
+                       "head_init_scale", "val_split", "balance")
 # what the dense tasks learn from and how they augment it (their refusal of classification's options says so)
 DENSE_AUGMENTATION = {"segmentation": "images with masks; augmentation: hflip, ratio_range, base_size",
                       "detection": "images with boxes and masks; augmentation: hflip, min_size (multi-scale), scale_jitter"}
@@ -239,6 +239,8 @@ class ClassificationOptions:
     mix_switch_prob: float = option(0.5, "probability of CutMix when both are on", check="[0,1]")
     label_smoothing: float = option(0.1, "label smoothing", check="[0,1)")
     crop_pct: float | None = option(None, "evaluation centre-crop fraction (none = the model's)", check="(0,1]")
+    balance: bool = option(False, "weight each class's loss by samples / (classes x its samples), sklearn's "
+                                  "\"balanced\" weights, for imbalanced data")
     val_split: float | None = option(None, "hold out this fraction of each class of one image folder of class "
                                            "folders (no train/ and val/), chosen by --seed and recorded in the "
                                            "checkpoints for eval (none = the data's own split)", check="(0,1)")

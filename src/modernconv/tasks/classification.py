@@ -17,6 +17,14 @@ from ..engine.task import RunContext, Task, TaskData, model_options
 from ..modalities import ModalitySpec, create_modality_model, get_modality
 
 
+def balanced_weights(dataset: Any, num_classes: int) -> torch.Tensor:
+    """sklearn's "balanced" class weights of a classification data set: n / (classes x count of the class)."""
+    labels = getattr(dataset, "targets", None)
+    labels = dataset.labels if labels is None else labels  # ImageFolder's targets; our sets' labels
+    counts = torch.bincount(torch.as_tensor([int(label) for label in labels]), minlength=num_classes).double()
+    return (counts.sum() / (num_classes * counts.clamp(min=1))).float()
+
+
 class ClassificationTask(Task):
     """Samples and labels in, class logits out; the best validation top-1 (model or EMA) is kept."""
 
@@ -58,6 +66,7 @@ class ClassificationTask(Task):
         val, _, options = self.modality.split(cfg.data, "val", options, class_names=classes,
                                               skip_bad=cfg.skip_bad_images, transform=pre.eval_transform())
         self.num_classes = len(classes)
+        self.class_weights = balanced_weights(train, self.num_classes) if cfg.balance else None
         self.mixing = build_mixing(cfg.mixup, cfg.cutmix, self.num_classes, cfg.mix_prob, cfg.mix_switch_prob,
                                    cfg.label_smoothing)
         self.val_loader = build_loader(val, cfg.batch_size, train=False, seed=cfg.seed, num_workers=cfg.workers,
@@ -80,6 +89,9 @@ class ClassificationTask(Task):
         target = labels.argmax(1) if labels.ndim == 2 else labels  # mixed: the label with the larger share
         counts = torch.stack([(logits.detach().argmax(1) == target).sum(), target.new_tensor(len(target))])
         self.train_counts = counts if self.train_counts is None else self.train_counts + counts  # no host sync
+        if self.class_weights is not None:  # (a mixed batch's soft targets already hold the smoothing)
+            return F.cross_entropy(logits, labels, weight=self.class_weights.to(logits.device),
+                                   label_smoothing=0.0 if labels.ndim == 2 else self.cfg.label_smoothing)
         if labels.ndim == 2:
             return soft_target_cross_entropy(logits, labels)
         return F.cross_entropy(logits, labels, label_smoothing=self.cfg.label_smoothing)
