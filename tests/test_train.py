@@ -1,4 +1,6 @@
 """End-to-end training runs on small generated data: reproducibility, resume, NaN stop, outputs, CLI."""
+import base64
+import io
 import json
 
 import numpy as np
@@ -198,6 +200,36 @@ def test_fine_tune_from_a_checkpoint_with_other_classes(tmp_path):
     assert weights(second.run_dir)["head.fc.weight"].shape == (3, 320)
 
 
+def parse_report(text: str) -> dict:
+    """What a browser would show of an eval --report page: element ids, table rows, figures, the decoded
+    inline pictures and the text (html.parser: stdlib, strict enough to fail on a broken page's structure)."""
+    from html.parser import HTMLParser
+
+    found = {"ids": set(), "rows": 0, "figures": 0, "pictures": [], "text": "", "open": []}
+
+    class Reader(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            found["ids"].add(attrs.get("id"))
+            found["rows"] += tag == "tr"
+            found["figures"] += tag == "figure"
+            if tag == "img":
+                found["pictures"].append(base64.b64decode(attrs["src"].split(",", 1)[1]))
+            elif tag not in ("meta", "br"):
+                found["open"].append(tag)
+
+        def handle_endtag(self, tag):
+            assert found["open"].pop() == tag, f"</{tag}> closes another element"
+
+        def handle_data(self, data):
+            found["text"] += data
+
+    Reader().feed(text)
+    assert found["open"] == []  # every element closed
+    found["text"] = " ".join(found["text"].split())
+    return found
+
+
 def make_folder(root, per_class=12):
     """A two-class image folder (reddish vs bluish images of assorted sizes and modes)."""
     g = torch.Generator().manual_seed(0)
@@ -255,6 +287,15 @@ def test_cli_train_eval_predict_on_an_image_folder(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(run / "best.safetensors"), "--data", str(data),
                  "--confusion", str(confusion)]) == 2  # never overwritten silently
     assert "pass --force" in capsys.readouterr().err
+    page = tmp_path / "report.html"
+    assert main(["eval", "--checkpoint", str(run / "best.safetensors"), "--data", str(data),
+                 "--report", str(page)]) == 0
+    assert f"report: {page}" in capsys.readouterr().out
+    report = parse_report(page.read_text())
+    assert report["ids"] >= {"scores", "per-class", "worst"} and len(report["pictures"]) == 2 + 24
+    assert all(Image.open(io.BytesIO(p)).format == "PNG" for p in report["pictures"])  # curves, confusion, 24
+    assert report["rows"] == 3 and report["figures"] == 24  # header + blue + red; every held-out image, worst first
+    assert f"top-1 {metrics['top1']:.2f}%" in report["text"] and "p(true)" in report["text"]
     assert main(["predict", "--checkpoint", str(run / "best.safetensors"), str(data / "val" / "red" / "1.png"),
                  "--topk", "2", "--json"]) == 0
     pred = json.loads(capsys.readouterr().out)

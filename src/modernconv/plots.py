@@ -65,8 +65,13 @@ def _present(key: str, label: str, row: dict[str, Any]) -> list[tuple[str, str]]
 
 
 def plot_confusion(confusion: torch.Tensor, class_names: Sequence[str], path: str | os.PathLike) -> None:
-    """The confusion matrix as a PNG: counts, and each true class's row normalised to fractions, with colour
-    bars (rows: true class, columns: predicted; values written in the cells up to 30 classes)."""
+    """``confusion_figure`` as a PNG."""
+    save_figure(confusion_figure(confusion, class_names), path)
+
+
+def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str]) -> Figure:
+    """The confusion matrix: counts, and each true class's row normalised to fractions, with colour bars (rows:
+    true class, columns: predicted; values written in the cells up to 30 classes)."""
     from sklearn.metrics import ConfusionMatrixDisplay  # here: it takes seconds to import, and only eval plots it
 
     n = len(class_names)
@@ -82,7 +87,7 @@ def plot_confusion(confusion: torch.Tensor, class_names: Sequence[str], path: st
                      xticks_rotation="vertical")
         ax.set(title=title, xlabel="predicted", ylabel="true")
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
 
 
 def plot_collapse(curves: Sequence[Any], path: str | os.PathLike, title: str = "feature collapse") -> Path:

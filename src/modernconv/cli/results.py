@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import UserError
 from ..files import atomic_write_text
 from .common import (COMPILE_PAYS_FROM, add_checkpoint_options, add_command, add_fast_options,
-                     add_segment_mode_options, fast_path, free_path, json_text, model_or_checkpoint, segment_mode)
+                     add_segment_mode_options, fast_path, free_path, json_text, segment_mode)
 
 DETECTIONS_JSON = "detections.json"  # predict's COCO-results file beside the drawn images
 
@@ -41,17 +41,20 @@ def cmd_erf(args: argparse.Namespace) -> int:
     summed over channels) with respect to the input, ReLU'd, summed over channels and averaged over images of
     DATA; drawn log-scaled, log10(x + 1). Prints the high-contribution area ratios: the smallest centred square
     holding 20/30/50/99% of the log-scaled map, as a fraction of the image. Writes DIR/erf.png, erf.json and
-    erf.npy (the raw mean map)."""
-    from ..analysis.collapse import held_out_images
-    from ..analysis.erf import measure_erf, write_erf
+    erf.npy (the raw mean map). An encoder-only checkpoint (no head, as FCMAE pre-training saves) is measured as
+    it is: the ERF takes no head. A modality checkpoint's ERF is its network's, behind the adapter, at the size of
+    the adapter's output (the label says so)."""
+    from ..analysis.erf import erf_inputs, measure_erf, write_erf
     from ..plots import plot_erf
     from ..runtime import resolve_device
+    from .models import model_or_encoder
 
     paths = [free_path(str(Path(args.output) / name), args.force) for name in ("erf.png", "erf.json", "erf.npy")]
-    model = model_or_checkpoint(args.model, args.checkpoint, resolve_device(args.device))
-    batches = held_out_images(args.data, model, args.images, args.img_size, args.batch_size)
+    model, _ = model_or_encoder(args.model, args.checkpoint, resolve_device(args.device))
+    network, batches, note = erf_inputs(model, args.data, args.images, args.img_size, args.batch_size)
     weights = args.checkpoint or (args.model if args.model != model.model_name else None)
-    result = measure_erf(model, batches, label=f"{model.model_name} ({weights})" if weights else model.model_name)
+    label = f"{model.model_name} ({weights})" if weights else model.model_name
+    result = measure_erf(network, batches, label=f"{label}: {note}" if note else label)
     write_erf(result, paths[1], paths[2])
     plot_erf([result], paths[0], title=f"effective receptive field, {model.model_name}")
     print(f"{result.label}: high-contribution area ratio "
@@ -69,10 +72,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..engine import evaluate_checkpoint
     from ..engine.inference import class_names, evaluate_forecaster, evaluate_segmenter
     from ..modalities import get_modality
+    from ..analysis.report import WORST, write_report
     from ..plots import plot_confusion
     from ..runtime import resolve_device
 
     confusion_png = free_path(args.confusion, args.force) if args.confusion else None
+    report_html = free_path(args.report, args.force) if args.report else None
     results_json = free_path(args.results, args.force) if args.results else None
     model, info = model_from_checkpoint(args.checkpoint, resolve_device(args.device))
     mode = segment_mode(args, info.task)
@@ -82,8 +87,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if info.task == "forecasting" and ignored:
         raise UserError(f"{', '.join(ignored)} do not apply to a forecaster (it is scored on the held-out end of "
                         "each series)")
-    if args.confusion and info.task != "classification":
-        raise UserError(f"--confusion applies to classification checkpoints; this one is for {info.task}")
+    for flag, given in (("--confusion", args.confusion), ("--report", args.report)):
+        if given and info.task != "classification":
+            raise UserError(f"{flag} applies to classification checkpoints; this one is for {info.task}")
     if results_json and info.task != "detection":
         raise UserError(f"--results writes a detector's detections; this checkpoint is for {info.task}")
     if info.task == "detection":
@@ -100,7 +106,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json_text(dataclasses.asdict(errors)) if args.json else
               f"MSE {errors.mse:.4f}  MAE {errors.mae:.4f}  (standardised; {errors.count} windows)")
         return 0
-    result = evaluate_checkpoint(fast_path(model, args), info, args.data, args.batch_size, args.workers, args.split)
+    result, held_out = evaluate_checkpoint(fast_path(model, args), info, args.data, args.batch_size, args.workers,
+                                           args.split, keep_worst=WORST if report_html else 0)
     names = class_names(info, model.num_classes)
     if args.json:
         print(json_text(result.report(names)), flush=True)
@@ -114,6 +121,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"confusion matrix: {confusion_png}", flush=True)
     if confusion_png:
         plot_confusion(result.confusion, names, confusion_png)
+    if report_html:
+        write_report(report_html, result, names, held_out, args.checkpoint, args.data)
+        if not args.json:
+            print(f"report: {report_html}", flush=True)
     return 0
 
 
@@ -264,9 +275,9 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     p.add_argument("--checkpoint", help="weights for the named model (any supported format)")
     p.add_argument("--data", default="digits", help="digits, synthetic, or a folder of images (its val/ if any)")
     p.add_argument("--images", type=int, default=50, help="how many images to average over (default 50, as RepLKNet)")
-    p.add_argument("--img-size", type=int, default=224,
+    p.add_argument("--img-size", type=int,
                    help="input side (default 224: a 7x7 last-stage map at stride 32; RepLKNet used 1024). The "
-                        "8x8 digits are upsampled to it")
+                        "8x8 digits are upsampled to it. A modality checkpoint: its adapter's output size")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--output", required=True, metavar="DIR", help="folder for erf.png, erf.json and erf.npy")
@@ -281,7 +292,10 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     p.add_argument("--confusion", metavar="PNG", help="also write the confusion matrix to this PNG")
     p.add_argument("--results", metavar="JSON", help="detection: also write the detections in COCO's results "
                                                      "format (re-scorable with pycocotools)")
-    p.add_argument("--force", action="store_true", help="overwrite the --confusion or --results file if it exists")
+    p.add_argument("--report", metavar="HTML", help="also write one page: scores, the run's curves, confusion "
+                                                    "matrix, per-class table, the worst-classified samples")
+    p.add_argument("--force", action="store_true", help="overwrite the --confusion, --report or --results file if "
+                                                        "it exists")
     add_segment_mode_options(p)
     add_fast_options(p)
     p.add_argument("--json", action="store_true",

@@ -26,6 +26,7 @@ class EvalResult:
     loss: float
     count: int
     confusion: torch.Tensor = field(repr=False)
+    worst: list[tuple[int, int, int, float]] = field(default_factory=list, repr=False)  # see ``evaluate``
 
     @property
     def per_class(self) -> list[float | None]:
@@ -68,9 +69,14 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
-             precision: str = "fp32", channels_last: bool = False, dist: DistInfo = DistInfo()) -> EvalResult:
-    """Run ``model`` over ``loader`` (summed over processes when distributed)."""
+             precision: str = "fp32", channels_last: bool = False, dist: DistInfo = DistInfo(),
+             keep_worst: int = 0) -> EvalResult:
+    """Run ``model`` over ``loader`` (summed over processes when distributed). ``keep_worst``: also the samples
+    given the least probability of their true class, as (index in the loader's order, true class, predicted
+    class, that probability), lowest first (one process)."""
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    worst: list[tuple[int, int, int, float]] = []
+    seen = 0
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, count
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     k = min(5, num_classes)
@@ -88,11 +94,17 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
                                  torch.tensor(float(labels.numel()), device=device, dtype=torch.float64)])
             confusion += torch.bincount(labels * num_classes + top[:, 0],
                                         minlength=num_classes ** 2).view_as(confusion)
+            if keep_worst:
+                truth = logits.softmax(1).gather(1, labels[:, None])[:, 0]
+                worst += [(seen + i, int(t), int(p), float(q))
+                          for i, (t, p, q) in enumerate(zip(labels.tolist(), top[:, 0].tolist(), truth.tolist()))]
+                worst = sorted(worst, key=lambda w: w[3])[:keep_worst]
+            seen += len(labels)
     all_reduce_sum(sums, dist)
     all_reduce_sum(confusion, dist)
     count = max(1.0, sums[3].item())
     return EvalResult(100.0 * sums[1].item() / count, 100.0 * sums[2].item() / count, sums[0].item() / count,
-                      int(sums[3].item()), confusion.cpu())
+                      int(sums[3].item()), confusion.cpu(), worst)
 
 
 @dataclass

@@ -27,9 +27,10 @@ from .evaluate import (EvalResult, ForecastResult, evaluate, evaluate_detection,
 
 
 def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str, batch_size: int = 64,
-                        workers: int = 0, split: str = "val") -> EvalResult:
+                        workers: int = 0, split: str = "val", keep_worst: int = 0) -> tuple[EvalResult, Dataset]:
     """Accuracy of ``model`` on the held-out ``split`` of ``data`` (loaded alone, labelled with the checkpoint's
-    classes; a folder of class folders is its own split), in the checkpoint's own preprocessing."""
+    classes; a folder of class folders is its own split), in the checkpoint's own preprocessing; and that split
+    (``EvalResult.worst`` indexes it, with ``keep_worst``)."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     modality = get_modality(info.modality)
@@ -40,7 +41,7 @@ def evaluate_checkpoint(model: nn.Module, info: CheckpointInfo, data: str, batch
                         f"{classes[:5]}...; evaluate on data with the same classes")
     loader = build_loader(val, batch_size, train=False, seed=0, num_workers=workers)
     device = next(model.parameters()).device
-    return evaluate(model, loader, len(classes), device)
+    return evaluate(model, loader, len(classes), device, keep_worst=keep_worst), val
 
 
 def evaluate_segmenter(model: nn.Module, info: CheckpointInfo, data: str, batch_size: int = 8, workers: int = 0,
