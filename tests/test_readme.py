@@ -1,4 +1,6 @@
-"""The README stays true: its option tables are the ones the config definitions generate."""
+"""The README stays true: its option tables are the ones the config definitions generate, and every Markdown
+table of the repository's documents renders with the columns its header names."""
+import re
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,30 @@ def test_the_readme_option_tables_match_the_config(kind, marker):
     assert begin in text and end in text, f"README lacks the {marker} options table markers"
     shown = text.split(begin)[1].split(end)[0]
     assert shown == options_table(kind), f"regenerate the README table:\n{options_table(kind)}"
+
+
+ROOT = README.parent
+
+
+def cell_count(line: str) -> int:
+    """The cells of a Markdown table row as GitHub splits them: at every pipe not escaped by a backslash (code
+    spans included), the row's outer pipes aside."""
+    inner = line.strip()
+    inner = inner[1:] if inner.startswith("|") else inner
+    inner = inner[:-1] if inner.endswith("|") and not inner.endswith("\\|") else inner
+    return len(re.split(r"(?<!\\)\|", inner))
+
+
+@pytest.mark.parametrize("document", ["README.md", "benchmarks/RESULTS.md"])
+def test_every_table_row_has_its_headers_width(document):
+    """A literal | in a cell adds a column: the rendered row then loses its last cells (markdown-it finds the
+    tables, as a renderer does; code blocks holding pipes are not tables)."""
+    from markdown_it import MarkdownIt
+
+    lines = (ROOT / document).read_text().splitlines()
+    tables = [t.map for t in MarkdownIt("commonmark").enable("table").parse("\n".join(lines))
+              if t.type == "table_open"]
+    assert len(tables) >= 5
+    wrong = [f"{document}:{i + 1}" for start, end in tables for i in range(start, end)
+             if i != start + 1 and cell_count(lines[i]) != cell_count(lines[start])]
+    assert not wrong, f"rows of another width than their header: {wrong}"
