@@ -105,3 +105,27 @@ def test_backbone_trains_in_a_torchvision_detector():
     loss.backward()
     assert torch.isfinite(loss) and set(losses) >= {"loss_classifier", "loss_box_reg", "loss_objectness"}
     assert all(p.grad is not None for p in backbone.body.parameters())
+
+
+@pytest.mark.parametrize("name", ["convnext_atto", "convnextv2_atto", "unireplknet_a", "convmixer_768_32",
+                                  "convnext_isotropic_small", "resnet50_to_convnext_t"])
+def test_timms_default_cfg_test_passes(name):
+    """timm's test_model_default_cfgs, its checks made on ours (at a small input size), and its builder's
+    assignment of the cfg."""
+    model = modernconv.create_model(name).eval()
+    assert model.num_classes >= 0 and model.num_features > 0 and model.head_hidden_size > 0
+    cfg, keys = model.default_cfg, model.state_dict().keys()
+    assert {"input_size", "pool_size", "crop_pct", "interpolation", "mean", "std", "first_conv", "classifier",
+            "num_classes", "license", "architecture"} <= set(cfg)
+    small = dict(cfg, input_size=(3, 64, 64))
+    model.pretrained_cfg = small  # as timm's builder does: model.pretrained_cfg = model.default_cfg = cfg
+    assert model.data_config.input_size == (3, 64, 64)
+    with torch.no_grad():
+        x = torch.randn(1, *model.default_cfg["input_size"])
+        assert model.forward_features(x).shape[-2:] == model.default_cfg["pool_size"]
+        model.reset_classifier(0)
+        assert model(x).shape == (1, model.num_features)
+        model.reset_classifier(0, "")
+        assert model(x).shape[1:] == (model.num_features, *model.default_cfg["pool_size"])
+    assert any(k.startswith(cfg["classifier"]) for k in keys) and any(k.startswith(cfg["first_conv"]) for k in keys)
+    assert timm.data.resolve_model_data_config(model)["input_size"] == (3, 64, 64)

@@ -31,6 +31,7 @@ class ModernConvNet(nn.Module):
     grad_checkpointing: bool = False
     trunc_normal_init: bool = False
     head_init_scale: float = 1.0
+    assigned_cfg: dict = {}  # keys of pretrained_cfg set from outside (timm's builder assigns the whole cfg)
     structure: dict = {}  # how this model departs from what its name and options build (prune_intermediate_layers)
 
     def __init__(self) -> None:
@@ -71,19 +72,35 @@ class ModernConvNet(nn.Module):
 
     @property
     def pretrained_cfg(self) -> dict:
-        """timm's description of the model's data and layout, from this model's own values (so that
-        ``timm.data.resolve_model_data_config(model)`` and timm's wrappers see them)."""
+        """timm's description of the model's data and layout, every key timm's code reads, from this model's own
+        values (so that ``timm.data.resolve_model_data_config(model)`` and timm's wrappers see them). Assignable,
+        as timm's builder assigns it: the data keys become ``data_config``, the others are kept; what the model
+        itself determines (sizes, classes) always says what it is."""
         cfg = self.data_config
         first_conv = next((name for name, m in self.named_modules() if isinstance(m, nn.Conv2d)), "")
-        return dict(input_size=tuple(cfg.input_size), mean=tuple(cfg.mean), std=tuple(cfg.std),
-                    crop_pct=cfg.crop_pct, crop_mode="center", interpolation=cfg.interpolation,
-                    num_classes=self.num_classes, first_conv=first_conv, classifier="head.fc",
-                    architecture=self.model_name)
+        stride = self.feature_info[-1]["reduction"] if self.feature_info else 1
+        described = {"architecture": self.model_name, "tag": "", "url": "", "hf_hub_id": "", "license": "",
+                     "fixed_input_size": False, "crop_mode": "center", "first_conv": first_conv,
+                     "classifier": "head.fc", **self.assigned_cfg}
+        return {**described, "input_size": tuple(cfg.input_size), "mean": tuple(cfg.mean), "std": tuple(cfg.std),
+                "pool_size": tuple(max(1, side // stride) for side in cfg.input_size[1:]),
+                "crop_pct": cfg.crop_pct, "interpolation": cfg.interpolation, "num_classes": self.num_classes}
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, cfg: dict) -> None:
+        self.assigned_cfg = dict(cfg)
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()
+                if k in ("input_size", "mean", "std", "crop_pct", "interpolation")}
+        self.data_config = self.data_config.replace(**data)
 
     @property
     def default_cfg(self) -> dict:
-        """timm's older name for ``pretrained_cfg``."""
+        """timm's older name for ``pretrained_cfg`` (assignable too)."""
         return self.pretrained_cfg
+
+    @default_cfg.setter
+    def default_cfg(self, cfg: dict) -> None:
+        self.pretrained_cfg = cfg
 
     # ----- forward -----
     def check_input(self, x: torch.Tensor) -> torch.Tensor:
