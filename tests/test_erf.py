@@ -116,3 +116,41 @@ def test_cli_writes_png_json_npy_and_refuses_mistakes_in_one_line(tmp_path, caps
         assert main(mistake) == 2, mistake
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("metadata", [{"task": "fcmae", "weights": "fcmae-encoder"}, {}])
+def test_an_encoder_only_checkpoint_has_the_erf_of_its_whole_model(tmp_path, capsys, metadata):
+    """What FCMAE pre-training saves (no head: norm and classifier) is measured, not refused as unable to
+    classify, whatever its metadata says: the ERF takes no head, so the map is the whole model's."""
+    whole = modernconv.create_model("convnextv2_atto", num_classes=10)
+    modernconv.save_checkpoint(whole, tmp_path / "whole.safetensors")
+    encoder = {k: v for k, v in whole.state_dict().items() if not k.startswith("head.")}
+    modernconv.save_checkpoint(encoder, tmp_path / "encoder.safetensors", metadata={"model": "convnextv2_atto",
+                                                                                    **metadata})
+    maps = {}
+    for name in ("whole", "encoder"):
+        assert main(["erf", str(tmp_path / f"{name}.safetensors"), "--images", "2", "--img-size", "96",
+                     "--output", str(tmp_path / name)]) == 0
+        maps[name] = np.load(tmp_path / name / "erf.npy")
+    assert maps["encoder"].shape == (96, 96) and maps["encoder"].sum() > 0
+    assert np.array_equal(maps["encoder"], maps["whole"])
+
+
+def test_a_modality_checkpoint_has_its_networks_erf_at_the_adapter_output_size(tmp_path, capsys):
+    from modernconv.modalities import create_modality_model, get_modality
+
+    model = create_modality_model("convnext_atto", "audio", {"clip_seconds": 0.5, "n_mels": 96, "frames": 160},
+                                  num_classes=5)
+    ckpt, out = str(tmp_path / "audio.safetensors"), tmp_path / "erf"
+    modernconv.save_checkpoint(model, ckpt, metadata=get_modality("audio").metadata(model.options))
+    assert main(["erf", ckpt, "--images", "2", "--output", str(out)]) == 0
+    summary = json.loads((out / "erf.json").read_text())
+    assert summary["input_size"] == [96, 160] and summary["images"] == 2  # the log-mel maps: n_mels x frames
+    assert summary["label"] == (f"convnext_atto ({ckpt}): its network behind the audio adapter, at the adapter's "
+                                "1x96x160 output (digits images)")
+    scores = np.load(out / "erf.npy")
+    assert scores.shape == (96, 160) and np.isfinite(scores).all() and scores[40:56, 72:88].sum() > 0
+    capsys.readouterr()
+    assert main(["erf", ckpt, "--img-size", "64", "--output", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--img-size does not apply to this audio model" in err and err.count("\n") == 1

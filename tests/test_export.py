@@ -115,10 +115,35 @@ def test_the_allowed_difference_follows_the_outputs_scale(tmp_path, monkeypatch)
     assert not (tmp_path / "n.pt").exists()
 
 
-@pytest.mark.parametrize("atol", [float("nan"), -1.0, 0.0, float("inf")])
+@pytest.mark.parametrize("atol", [float("nan"), -1.0, float("inf")])
 def test_a_meaningless_atol_is_refused_before_exporting(tmp_path, atol):
-    with pytest.raises(ExportError, match="atol must be a positive number"):
+    with pytest.raises(ExportError, match="atol must be a finite number >= 0"):
         export_model(randomised("convnext_atto"), tmp_path / "m.pt", "torchscript", (3, 32, 32), atol=atol)
+
+
+@pytest.mark.parametrize("atol", ["nan", "-1"])
+def test_cli_checks_atol_before_loading_anything(tmp_path, capsys, atol):
+    code = main(["export", str(tmp_path / "missing.safetensors"), str(tmp_path / "m.pt"), f"--atol={atol}"])
+    err = capsys.readouterr().err  # not "no such checkpoint file": the option is checked first
+    assert code == 2 and f"atol must be a finite number >= 0, got {float(atol)}" in err and err.count("\n") == 1
+
+
+def test_atol_zero_asks_for_identical_outputs(tmp_path, capsys):
+    # TorchScript runs the same CPU kernels as PyTorch: its outputs are identical, which atol 0 demands
+    assert main(["export", "convnext_atto", str(tmp_path / "m.pt"), "--input-size", "3", "32", "32", "--data", "none",
+                 "--atol", "0"]) == 0
+    assert "max |difference| 0.00e+00 (allowed 0.00e+00)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("side", ["8192", "100000"])
+def test_export_sizes_are_bounded_before_any_work(tmp_path, capsys, monkeypatch, side):
+    monkeypatch.setattr(export_module, "reparameterize", lambda model: pytest.fail("the export started"))
+    code = main(["export", "convnext_atto", str(tmp_path / "m.pt"), "--input-size", "3", side, side])
+    err = capsys.readouterr().err
+    assert code == 2 and f"export height and width must be at most 4096, got {side}" in err and err.count("\n") == 1
+    with pytest.raises(modernconv.errors.ConfigError, match="at most 4096"):
+        export_model(randomised("convnext_atto"), tmp_path / "m.pt", "pt2", (3, 64, int(side)))
+    assert not (tmp_path / "m.pt").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -152,3 +177,54 @@ def test_export_images_zero_names_only_its_own_option(tmp_path, capsys):
     assert main(["export", "convnext_atto", str(tmp_path / "m.onnx"), "--images", "0"]) == 2
     err = capsys.readouterr().err
     assert "--images must be at least 1, got 0" in err and "--batch-size" not in err
+
+
+# raw samples of each modality at small settings: (modality options, the raw sample shape)
+MODALITIES = {"audio": ({"clip_seconds": 0.5, "n_mels": 32, "frames": 32}, (8000,)),
+              "video": ({"frames": 4, "frame_size": 16}, (4, 3, 16, 16)),
+              "pointcloud": ({"points": 256, "view_size": 32}, (256, 3)),
+              "timeseries": ({"side": 32, "length": 20, "variables": 3}, (20, 3))}
+LOADERS = {"onnx": lambda path: (lambda x, s=onnxruntime.InferenceSession(str(path), providers=[
+               "CPUExecutionProvider"]): torch.from_numpy(s.run(None, {s.get_inputs()[0].name: x.numpy()})[0])),
+           "pt2": lambda path: torch.export.load(str(path)).module(),
+           "torchscript": lambda path: torch.jit.load(str(path))}
+
+
+@pytest.mark.parametrize("modality, fmt", [("audio", "onnx"), ("video", "pt2"), ("pointcloud", "torchscript"),
+                                           ("timeseries", "onnx")])
+def test_a_modality_checkpoint_exports_whole_taking_raw_samples(tmp_path, capsys, modality, fmt):
+    from modernconv.modalities import create_modality_model, get_modality
+
+    options, shape = MODALITIES[modality]
+    model = create_modality_model("convnext_atto", modality, options, num_classes=5).eval()
+    ckpt, out = str(tmp_path / "m.safetensors"), tmp_path / f"m.{'pt' if fmt == 'torchscript' else fmt}"
+    modernconv.save_checkpoint(model, ckpt, metadata=get_modality(modality).metadata(model.options))
+    assert main(["export", ckpt, str(out)]) == 0
+    assert f"dynamic batch ({modality} samples of shape {'x'.join(map(str, shape))})" in capsys.readouterr().out
+    raw = torch.rand(4, *shape) * 2 - 1  # a batch size the export never saw
+    with torch.no_grad():  # the checkpoint's adapter too (the time series' learned embedding)
+        expected, got = model(raw), LOADERS[fmt](out)(raw)
+    assert got.shape == (4, 5) and scaled_error(got, expected) <= 1e-4
+    for extra in (["--input-size", "3", "32", "32"], ["--data", "digits"]):
+        assert main(["export", ckpt, str(tmp_path / "n.pt"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"this {modality} model is exported at the shape of its raw samples, {shape}" in err
+        assert err.count("\n") == 1 and not (tmp_path / "n.pt").exists()
+
+
+@pytest.mark.parametrize("metadata", [{"task": "fcmae", "weights": "fcmae-encoder"}, {}])
+def test_an_encoder_only_checkpoint_exports_its_pooled_features_as_timm_would(tmp_path, capsys, metadata):
+    """FCMAE pre-training saves the encoder without its head (norm and classifier); whatever the metadata says,
+    export writes timm's num_classes=0 form of it instead of refusing a file that "cannot classify"."""
+    whole = randomised("convnextv2_atto")
+    encoder = {k: v for k, v in whole.state_dict().items() if not k.startswith("head.")}
+    ckpt = tmp_path / "encoder.safetensors"
+    modernconv.save_checkpoint(encoder, ckpt, metadata={"model": "convnextv2_atto", **metadata})
+    assert main(["export", str(ckpt), str(tmp_path / "e.pt"), "--input-size", "3", "64", "64", "--images", "2"]) == 0
+    assert "deploy form of the encoder's pooled features, num_classes=0" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match="encoder-only checkpoint"):
+        features = modernconv.create_model("convnextv2_atto", num_classes=0, pretrained=ckpt).eval()
+    x = torch.randn(2, 3, 96, 64)
+    with torch.no_grad():
+        got = torch.jit.load(str(tmp_path / "e.pt"))(x)
+        assert got.shape == (2, 320) and scaled_error(got, features(x)) <= 1e-4

@@ -355,6 +355,8 @@ def test_a_modality_alone_brings_its_cpu_recipe(modality):
     alone, from_recipe = load_config(None, {"modality": modality}), load_config(recipe)
     assert {k: getattr(alone, k) for k in spelled} == {k: getattr(from_recipe, k) for k in spelled}
     assert load_config(None, {"modality": modality, "batch_size": 4}).batch_size == 4  # beneath the options
+    with pytest.raises(ConfigError, match="val_split divides image folders"):
+        load_config(None, {"modality": modality, "val_split": 0.2})
 
 
 def test_a_set_smaller_than_the_batch_says_what_batch_and_recipe_fit(tmp_path, capsys):

@@ -9,6 +9,9 @@ RepLKNet measures at 1024 x 1024 on 50 ImageNet validation images.
 
 For display and for the area ratios the averaged map is log-scaled, log10(x + 1), because the scores span many
 orders of magnitude; the heat map is that divided by its maximum.
+
+A modality model (audio, video, point clouds, time series) is measured through its network: the adapter in
+front of it is no ConvNet, and the network sees the adapter's maps, so its ERF is taken at their size.
 """
 from __future__ import annotations
 
@@ -23,12 +26,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms.v2.functional import center_crop
 
 from ..errors import ConfigError
 from ..files import atomic_write, atomic_write_text
+from ..modalities import ModalityModel
 from ..runtime import eval_mode
+from .collapse import held_out_images
 
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)  # RepLKNet's high-contribution thresholds
+IMG_SIZE = 224  # the default input side: a 7x7 last-stage map at stride 32 (RepLKNet measured at 1024)
 
 
 @dataclass
@@ -108,6 +115,25 @@ def area_ratios(scores: np.ndarray | torch.Tensor, thresholds: Sequence[float] =
     squares = [logged[max(cy - r, 0):cy + r + 1, max(cx - r, 0):cx + r + 1] for r in range(max(h, w) // 2 + 1)]
     fractions = np.array([square.sum() / total for square in squares])  # the last square is the whole map: 1
     return {float(t): squares[int(np.argmax(fractions > t))].size / (h * w) for t in thresholds}
+
+
+def erf_inputs(model: nn.Module, data: str, count: int, img_size: int | None = None, batch_size: int = 8
+               ) -> tuple[nn.Module, list[torch.Tensor], str]:
+    """The network whose ERF is measured, its inputs (``count`` held-out images of ``data`` in the network's
+    preprocessing, in batches) and a note on what they are ("" for an image network, measured at ``img_size``,
+    default ``IMG_SIZE``). A modality model's network behind its adapter is measured at the adapter's output
+    size, the maps it sees (the images centre-cropped when they are not square); ``img_size`` does not apply."""
+    if not isinstance(model, ModalityModel):
+        return model, held_out_images(data, model, count, img_size or IMG_SIZE, batch_size), ""
+    if img_size:
+        raise ConfigError(f"--img-size does not apply to this {model.modality} model: its network is measured at "
+                          "the size of its adapter's output")
+    with torch.no_grad(), eval_mode(model.adapter):
+        sample = torch.zeros(1, *model.sample_shape, device=next(model.parameters()).device)
+        c, h, w = model.adapter(sample).shape[1:]
+    batches = held_out_images(data, model.model, count, max(h, w), batch_size)
+    note = f"its network behind the {model.modality} adapter, at the adapter's {c}x{h}x{w} output ({data} images)"
+    return model.model, [center_crop(b, [h, w]) for b in batches], note
 
 
 def measure_erf(model: nn.Module, batches: Iterable[torch.Tensor], label: str = "",

@@ -18,7 +18,6 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..data import read_image
-from ..engine.evaluate import EvalResult
 from ..files import atomic_write_text
 from ..plots import confusion_figure, curves_figure
 
@@ -72,9 +71,10 @@ def _run_rows(checkpoint: str | os.PathLike) -> list[dict[str, Any]]:
     return [r for r in rows if isinstance(r, dict) and "epoch" in r]
 
 
-def write_report(path: str | os.PathLike, result: EvalResult, class_names: list[str], dataset: Dataset,
+def write_report(path: str | os.PathLike, result: Any, class_names: list[str], dataset: Dataset,
                  checkpoint: str | os.PathLike, data: str) -> Path:
-    """The page for ``result`` (``EvalResult.worst`` indexing ``dataset``) of ``checkpoint`` on ``data``."""
+    """The page for ``result`` (an ``engine.EvalResult``, its ``worst`` indexing ``dataset``) of ``checkpoint`` on
+    ``data``."""
     rows, macro = result.classification_report()
     e = html.escape
     table = "".join(

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 from ..variants import list_variants
@@ -116,30 +117,72 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_or_encoder(source: str, checkpoint: str | None, device: Any, **kwargs: Any) -> tuple[Any, bool]:
+    """``model_or_checkpoint``, except that one of our checkpoint files alone that holds an encoder without a head
+    (FCMAE pre-training's encoder file, a converted FCMAE release: told by its weights, whatever its metadata says)
+    is built as its model with the file as weights, the head freshly initialised, where ``model_or_checkpoint``
+    refuses it as unable to classify. Says whether the source was such an encoder."""
+    from ..checkpoint import read_checkpoint
+    from ..checkpoint.load import is_encoder_only
+    from ..conversion import checkpoint_info, fit_to_model
+    from ..errors import CheckpointError
+
+    try:
+        return model_or_checkpoint(source, checkpoint, device, **kwargs), False
+    except CheckpointError:
+        info = checkpoint_info(source) if checkpoint is None and Path(source).exists() else None
+        if info is None or not is_encoder_only(fit_to_model(read_checkpoint(source)[0], info.model_name)[3]):
+            raise
+    options = {k: v for k, v in info.model_kwargs.items() if k != "drop_path_rate"}
+    model = model_or_checkpoint(info.model_name, source, device, **options)
+    model.data_config = info.preprocessing
+    return model, True
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the deploy form of SOURCE (a model name, with --checkpoint for its weights, or one of our
     checkpoint files) to OUT with a dynamic batch axis (and dynamic height and width when exported at a size
     where every stage's map is at least 2x2), then run the file (onnxruntime for ONNX) on random inputs and real
     images and fail, writing nothing, if its outputs differ from PyTorch's by more than --atol times the
-    outputs' scale."""
+    outputs' scale. A modality checkpoint (audio, video, point clouds, time series) is exported whole, adapter
+    included: it takes batches of raw samples of the modality's shape (a clip, a clip's frames, a cloud, a
+    window), checked on random ones. An encoder-only checkpoint (no head, as FCMAE pre-training saves) is exported
+    as timm builds such weights (num_classes=0): the feature extractor, whose output is the pooled features
+    through the head's LayerNorm at its initial unit scale."""
     from ..analysis.collapse import held_out_images
     from ..deploy import FORMATS, export_model, format_from_name
+    from ..deploy.export import check_atol, check_input_size
+    from ..modalities import ModalityModel
 
+    check_atol(args.atol)
     fmt = args.format or format_from_name(args.output)
     if fmt is None:
         raise UserError(f"cannot tell the format from the name {args.output}; give --format {', '.join(FORMATS)}")
     output = free_path(args.output, args.force)
     size = parse_input_size(args.input_size) if args.input_size else None
     options = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", size and size[0])) if v is not None}
-    model = model_or_checkpoint(args.source, args.checkpoint, "cpu", **options).eval()
-    size = size or tuple(model.data_config.input_size)
+    model, encoder = model_or_encoder(args.source, args.checkpoint, "cpu", **options)
+    if encoder:
+        model.reset_classifier(0)
+    if isinstance(model, ModalityModel):
+        if size or args.data not in (None, "none"):
+            raise UserError(f"--input-size and --data are for image networks; this {model.modality} model is exported "
+                            f"at the shape of its raw samples, {model.sample_shape}, and checked on random ones")
+        size, data = model.sample_shape, "none"
+    else:
+        size, data = size or tuple(model.data_config.input_size), args.data or "digits"
+    check_input_size(model, size)  # before real images of that size are made
     real = None
-    if args.data != "none" and size[1] == size[2]:
-        real = held_out_images(args.data, model, args.images, img_size=size[1], batch_size=args.images)[0]
-    report = export_model(model, output, fmt, size, real, args.atol)
-    axes = ("batch, height and width" if report.dynamic_spatial
-            else f"batch (height and width fixed at {size[1]}x{size[2]})")
-    print(f"wrote {output} ({fmt}, deploy form, dynamic {axes})")
+    if data != "none" and size[1] == size[2]:
+        real = held_out_images(data, model, args.images, img_size=size[1], batch_size=args.images)[0]
+    report = export_model(model.eval(), output, fmt, size, real, args.atol)
+    if isinstance(model, ModalityModel):
+        axes = f"batch ({model.modality} samples of shape {'x'.join(map(str, size))})"
+    else:
+        axes = ("batch, height and width" if report.dynamic_spatial
+                else f"batch (height and width fixed at {size[1]}x{size[2]})")
+    form = "deploy form" + (" of the encoder's pooled features, num_classes=0" if encoder else "")
+    print(f"wrote {output} ({fmt}, {form}, dynamic {axes})")
     for check in report.checks:
         print(f"  {check.inputs}: max |difference| {check.max_abs_diff:.2e} (allowed {check.allowed:.2e})")
     return 0
@@ -197,10 +240,12 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
     p.add_argument("--checkpoint", help="with a model name: weights to load (any supported format)")
     p.add_argument("--num-classes", type=int, help="with a model name: classifier size")
     p.add_argument("--input-size", nargs=3, metavar=("C", "H", "W"), help="default: the model's data config")
-    p.add_argument("--data", default="digits", help="real images to check on: digits, a folder, or none")
+    p.add_argument("--data", help="real images to check on: digits (the default), a folder, or none (a modality "
+                                  "model: random raw samples only)")
     p.add_argument("--images", type=int, default=8, help="how many real images (default 8)")
     p.add_argument("--atol", type=float, default=1e-4,
-                   help="allowed output difference per unit of output scale: a check allows ATOL x max(1, largest "
+                   help="allowed output difference (a finite number >= 0) per unit of output scale: a check allows "
+                        "ATOL x max(1, largest "
                         "|output| of the PyTorch model), since rounding differences grow with the outputs "
                         "(default 1e-4)")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")

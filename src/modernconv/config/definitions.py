@@ -338,7 +338,7 @@ class TrainConfig(DetectionOptions, SegmentationOptions, ClassificationOptions, 
         if changed and not modality.takes_transforms:
             raise ConfigError(f"{', '.join(changed)} act on images; a {self.modality} run augments in its "
                               "adapter (see modality_options)")
-        if self.val_split is not None and self.modality != "image":
+        if self.val_split is not None and "val_split" not in {f.name for f in dataclasses.fields(modality.options)}:
             raise ConfigError(f"val_split divides image folders; a {self.modality} folder without val/ holds out a "
                               "fixed 20% of each class")
         if self.task in DENSE_AUGMENTATION:

@@ -1,14 +1,16 @@
 """Export to ONNX, TorchScript and PT2 (torch.export), in the deploy form, checked before the file is kept.
 
-Each export has a dynamic batch axis and, when exported at a size where every stage's map is at least 2x2,
-dynamic height and width (multiples of the model's input stride from that size up; below it the spatial size is
-fixed, as torch.export specialises maps of size 1).
+Each export has a dynamic batch axis and, for an image network exported at a size where every stage's map is at
+least 2x2, dynamic height and width (multiples of the model's input stride from that size up, to ``MAX_SIDE``;
+below it the spatial size is fixed, as torch.export specialises maps of size 1). A modality model (audio, video,
+point clouds, time series) is exported whole, adapter included: it takes batches of raw samples of its
+``sample_shape``, whose axes other than the batch are fixed.
 The written file is run right away (onnxruntime for ONNX, ``torch.jit.load`` / ``torch.export.load`` for the
-others) on random inputs at the export size, at another batch size and another spatial size, and on real
-images when given; if any output differs from the PyTorch model's by more than ``allowed_difference`` (``atol``
-per unit of the outputs' scale) the file is deleted and an ``ExportError`` says by how much. Files are written
-in a temporary folder beside the output and moved into place only once checked, so a failed or killed export
-never leaves a file under the final name.
+others) on random inputs at the export size, at another batch size and (image networks) another spatial size,
+and on real images when given; if any output differs from the PyTorch model's by more than
+``allowed_difference`` (``atol`` per unit of the outputs' scale) the file is deleted and an ``ExportError`` says
+by how much. Files are written in a temporary folder beside the output and moved into place only once checked,
+so a failed or killed export never leaves a file under the final name.
 """
 from __future__ import annotations
 
@@ -25,13 +27,15 @@ from torch import nn
 
 from ..errors import UserError
 from ..files import sync_folder
+from ..modalities import ModalityModel
+from ..modalities.spec import at_most, positive
 from ..reparam import reparameterize
 
 FORMATS = ("onnx", "torchscript", "pt2")
 SUFFIXES = {".onnx": "onnx", ".pt2": "pt2", ".pt": "torchscript", ".ts": "torchscript"}
 ONNX_OPSET = 18
 ONNX_INLINE_LIMIT = 1_800_000_000  # bytes of weights above which ONNX keeps them in OUT.data (protobuf's 2 GB cap)
-MAX_SIDE = 4096
+MAX_SIDE = 4096  # the largest height and width an export takes (and its dynamic axes accept)
 
 
 class ExportError(UserError):
@@ -53,7 +57,7 @@ class ExportReport:
 
     path: Path
     format: str
-    input_size: tuple[int, int, int]
+    input_size: tuple[int, ...]
     dynamic_spatial: bool
     atol: float
     checks: list[ExportCheck] = field(default_factory=list)
@@ -75,16 +79,17 @@ def export_model(model: nn.Module, path: str | os.PathLike, fmt: str, input_size
                  real_images: torch.Tensor | None = None, atol: float = 1e-4) -> ExportReport:
     """Write the deploy form of ``model`` to ``path`` in format ``fmt`` and check it (see the module docstring).
 
-    ``input_size`` is (C, H, W), the size the model is traced at; ``real_images`` an optional N,C,H,W batch;
-    ``atol`` the allowed difference per unit of output scale (``allowed_difference``).
+    ``input_size`` is what the model is traced at: (C, H, W) for an image network, a modality model's
+    ``sample_shape``; ``real_images`` an optional N,C,H,W batch; ``atol`` the allowed difference per unit of
+    output scale (``allowed_difference``). Sizes and ``atol`` are checked before any work.
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; the formats are {', '.join(FORMATS)}")
-    if not 0 < atol < float("inf"):
-        raise ExportError(f"atol must be a positive number, got {atol}")
+    check_atol(atol)
+    check_input_size(model, input_size)
     model = reparameterize(model).eval()
     example = torch.randn(2, *input_size)
-    dynamic_spatial = min(input_size[1:]) >= min_dynamic_side(model)
+    dynamic_spatial = has_dynamic_spatial(model, input_size)
     inputs = _check_inputs(example, getattr(model, "input_stride", 1), dynamic_spatial, real_images)
     with torch.no_grad():
         expected = {name: model(x) for name, x in inputs.items()}
@@ -106,6 +111,33 @@ def export_model(model: nn.Module, path: str | os.PathLike, fmt: str, input_size
     return report
 
 
+def check_atol(atol: float) -> None:
+    """Refuse an ``atol`` that no comparison can mean: NaN, infinite or negative (0 asks for identical outputs)."""
+    if not 0 <= atol < float("inf"):
+        raise ExportError(f"atol must be a finite number >= 0, got {atol}")
+
+
+def check_input_size(model: nn.Module, input_size: Sequence[int]) -> None:
+    """Refuse an export size before anything is allocated: an image network takes (C, H, W) with sides up to
+    ``MAX_SIDE``, a modality model its own raw sample shape."""
+    size = tuple(input_size)
+    if isinstance(model, ModalityModel):
+        if size != model.sample_shape:
+            raise ExportError(f"this {model.modality} model takes raw samples of shape {model.sample_shape}, "
+                              f"got {size}")
+        return
+    if len(size) != 3:
+        raise ExportError(f"the input size of an image network is C, H, W, got {size}")
+    positive("export input size C, H, W", *size)
+    at_most("export height and width", max(size[1:]), MAX_SIDE)
+
+
+def has_dynamic_spatial(model: nn.Module, input_size: Sequence[int]) -> bool:
+    """Whether the export frees height and width: an image network's, at a size where every stage's map is at
+    least 2x2 (a modality model's raw samples keep their shape)."""
+    return not isinstance(model, ModalityModel) and min(input_size[1:]) >= min_dynamic_side(model)
+
+
 def format_from_name(path: str | os.PathLike) -> str | None:
     """The export format a file name implies (.onnx, .pt2, .pt / .ts), or None."""
     return SUFFIXES.get(Path(path).suffix.lower())
@@ -115,9 +147,11 @@ def _check_inputs(example: torch.Tensor, stride: int, dynamic: bool, real: torch
                   ) -> dict[str, torch.Tensor]:
     """Inputs the file is checked on: the export size, another batch size, another spatial size (when that axis
     is dynamic), real images."""
-    n, c, h, w = example.shape
-    inputs = {f"random {n}x{c}x{h}x{w}": example, f"random 3x{c}x{h}x{w}": torch.randn(3, c, h, w)}
+    n, *sample = example.shape
+    shape = "x".join(map(str, sample))
+    inputs = {f"random {n}x{shape}": example, f"random 3x{shape}": torch.randn(3, *sample)}
     if dynamic:
+        c, h, w = sample
         other = (h + stride if h + stride <= MAX_SIDE else h - stride,
                  w + 2 * stride if w + 2 * stride <= MAX_SIDE else w - 2 * stride)
         inputs[f"random 1x{c}x{other[0]}x{other[1]}"] = torch.randn(1, c, *other)
@@ -134,7 +168,7 @@ def min_dynamic_side(model: nn.Module) -> int:
     return -(-2 * reduction // stride) * stride
 
 
-def _dynamic_shapes(model: nn.Module, spatial: bool) -> dict[str, dict[int, object]]:
+def _dynamic_shapes(model: nn.Module, spatial: bool) -> tuple[dict[int, object]]:
     """A free batch axis; with ``spatial``, free height and width (multiples of the input stride)."""
     shapes: dict[int, object] = {0: torch.export.Dim("batch", min=1, max=4096)}
     if spatial:
@@ -142,11 +176,11 @@ def _dynamic_shapes(model: nn.Module, spatial: bool) -> dict[str, dict[int, obje
         low = min_dynamic_side(model) // stride
         shapes[2] = stride * torch.export.Dim("height", min=low, max=MAX_SIDE // stride)
         shapes[3] = stride * torch.export.Dim("width", min=low, max=MAX_SIDE // stride)
-    return {"x": shapes}
+    return (shapes,)  # by position: a modality model names its input otherwise
 
 
 def _export_program(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
-    spatial = min(example.shape[-2:]) >= min_dynamic_side(model)
+    spatial = has_dynamic_spatial(model, example.shape[1:])
     try:
         return torch.export.export(model, (example,), dynamic_shapes=_dynamic_shapes(model, spatial), strict=False)
     except Exception as e:  # torch.export reports its failures with many exception types
@@ -156,7 +190,9 @@ def _export_program(model: nn.Module, example: torch.Tensor) -> torch.export.Exp
 def _write_onnx(model: nn.Module, example: torch.Tensor, target: Path) -> None:
     _require("onnx", "onnxscript", "onnxruntime")
     program = torch.onnx.export(_export_program(model, example), dynamo=True, opset_version=ONNX_OPSET,
-                                input_names=["images"], output_names=["logits"], verbose=False)
+                                input_names=["samples" if isinstance(model, ModalityModel) else "images"],
+                                output_names=["logits" if getattr(model, "num_classes", 1) else "features"],
+                                verbose=False)
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     program.save(str(target), external_data=weight_bytes > ONNX_INLINE_LIMIT)
 

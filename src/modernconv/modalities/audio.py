@@ -58,6 +58,11 @@ class AudioOptions:
     def clip_samples(self) -> int:
         return round(self.sample_rate * self.clip_seconds)
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One clip: (samples,)."""
+        return (self.clip_samples,)
+
 
 class LogMel(nn.Module):
     """(B, S) or (B, 1, S) waveforms -> (B, 1, n_mels, frames) log-mel maps, row 0 the lowest band, each map

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..checkpoint import LoadReport, load_tensors
 from ..checkpoint.load import MODALITY_PARTS
+from ..data.preprocessing import DataConfig
 from ..errors import CheckpointError
 from ..models.base import ModelWrapper
 
@@ -34,6 +35,21 @@ class ModalityModel(ModelWrapper):
     @property
     def model_kwargs(self) -> dict:
         return self.model.model_kwargs
+
+    @property
+    def data_config(self) -> DataConfig:
+        """The network's preprocessing (its C' x H x W maps come from the adapter, not from images)."""
+        return self.model.data_config
+
+    @data_config.setter
+    def data_config(self, config: DataConfig) -> None:
+        """A checkpoint's recorded preprocessing is its network's, so it is set there (as on any network)."""
+        self.model.data_config = config
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one raw sample, as the modality's readers give it (what the adapter takes)."""
+        return self.options.sample_shape
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         return self.model(self.adapter(raw))

@@ -48,6 +48,11 @@ class PointCloudOptions:
         at_most("pointcloud points", self.points, 10_000_000)
         at_most("pointcloud splat", self.splat, self.view_size)
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One cloud: (points, 3)."""
+        return (self.points, 3)
+
 
 def augment_points(points: torch.Tensor, opts: PointCloudOptions) -> torch.Tensor:
     """(B, N, 3) clouds rotated about z by a random angle, scaled per axis and jittered (each cloud its own)."""

@@ -50,6 +50,14 @@ class TimeSeriesOptions:
         if (self.length is not None and self.length < 1) or (self.variables is not None and self.variables < 1):
             raise ConfigError("timeseries length and variables must be positive")
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One window: (length, variables), as the training data set them (checkpoints record them)."""
+        if self.length is None or self.variables is None:
+            raise ConfigError("timeseries options name no window length and variables; give them "
+                              "(modality_options length and variables)")
+        return (self.length, self.variables)
+
 
 class StepEmbedding(nn.Module):
     """(B, L, D) -> (B, 1, S, S): each step embedded by one linear layer, the L x E result laid out row-major."""

@@ -47,6 +47,11 @@ class VideoOptions:
     def grid(self) -> int:
         return math.ceil(math.sqrt(self.frames))
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One clip: (frames, 3, frame_size, frame_size)."""
+        return (self.frames, 3, self.frame_size, self.frame_size)
+
 
 class TileFrames(nn.Module):
     """(B, T, 3, H, W) frames in [0, 1] -> (B, 3, gH, gW): normalised, frame t in grid cell (t // g, t % g)."""
