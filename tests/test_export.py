@@ -1,6 +1,7 @@
 """Export: every family's deploy form round-trips through ONNX (onnxruntime), TorchScript and PT2 within 1e-4 of
 the outputs' scale (the largest |output|, or 1)."""
 import importlib.util
+import json
 
 import onnxruntime
 import pytest
@@ -228,3 +229,45 @@ def test_an_encoder_only_checkpoint_exports_its_pooled_features_as_timm_would(tm
     with torch.no_grad():
         got = torch.jit.load(str(tmp_path / "e.pt"))(x)
         assert got.shape == (2, 320) and scaled_error(got, features(x)) <= 1e-4
+
+
+def test_a_users_onnxruntime_loop_needs_only_the_file_and_gives_predicts_answers(tmp_path, capsys):
+    """The newcomer's path: train on a folder, export (checked on the folder's own images), then run the ONNX
+    file as a user would, with only what it carries (class names, preprocessing): predict's classes and scores."""
+    import onnx
+    from PIL import Image
+    from test_train import QUICK, make_folder
+
+    data, run = make_folder(tmp_path / "data", per_class=4), tmp_path / "run"
+    options = {**QUICK, "data": str(data), "epochs": 1, "batch_size": 4}
+    assert main(["train", "--output", str(run), *[f"--{k.replace('_', '-')}={v}" for k, v in options.items()]]) == 0
+    checkpoint = run / "best.safetensors"
+    assert main(["export", str(checkpoint), str(tmp_path / "m.onnx"), "--data", str(data), "--images", "4"]) == 0
+    assert "4 real images" in capsys.readouterr().out
+    files = sorted(str(p) for p in (data / "val").rglob("*.png"))
+    assert main(["predict", "--checkpoint", str(checkpoint), *files, "--json", "--topk", "2"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+
+    carried = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert carried["model"] == "convnext_atto" and carried["output"] == "logits"
+    names = json.loads(carried["class_names"])
+    transform = modernconv.DataConfig.from_metadata(carried, modernconv.DataConfig()).eval_transform()
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[0] == "batch" and session.get_outputs()[0].shape[0] == "batch"
+    for path, want in zip(files, expected):
+        image = transform(Image.open(path).convert("RGB"))[None].numpy()
+        scores = torch.from_numpy(session.run(None, {"images": image})[0]).softmax(1)[0]
+        top = scores.topk(2)
+        assert [names[i] for i in top.indices.tolist()] == [t["class"] for t in want["top"]]
+        assert top.values.tolist() == pytest.approx([t["probability"] for t in want["top"]], abs=1e-5)
+
+
+@pytest.mark.parametrize("fmt, suffix", [("torchscript", ".pt"), ("pt2", ".pt2")])
+def test_torchscript_and_pt2_files_carry_their_contract_beside_them(tmp_path, fmt, suffix):
+    model = randomised("convnext_atto")
+    model.class_names = [f"c{i}" for i in range(10)]
+    export_model(model, tmp_path / f"m{suffix}", fmt, (3, 64, 64))
+    carried = json.loads((tmp_path / f"m{suffix}.json").read_text())
+    assert carried["class_names"] == model.class_names and carried["model"] == "convnext_atto"
+    assert carried["preprocessing"]["input_size"] == list(model.data_config.input_size)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"m{suffix}", f"m{suffix}.json"]

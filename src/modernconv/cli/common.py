@@ -159,6 +159,7 @@ def model_or_checkpoint(name_or_file: str, checkpoint: str | None, device: Any, 
                         "file alone")
     model, info = model_from_checkpoint(name_or_file, device)
     model.data_config = info.preprocessing  # measure with the preprocessing it was trained with
+    model.class_names = info.class_names  # (what an exported file carries)
     return model
 
 

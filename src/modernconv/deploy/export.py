@@ -15,12 +15,14 @@ so a failed or killed export never leaves a file under the final name.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -76,12 +78,15 @@ def allowed_difference(expected: torch.Tensor, atol: float) -> float:
 
 
 def export_model(model: nn.Module, path: str | os.PathLike, fmt: str, input_size: Sequence[int],
-                 real_images: torch.Tensor | None = None, atol: float = 1e-4) -> ExportReport:
+                 real_images: torch.Tensor | None = None, atol: float = 1e-4,
+                 contract: Mapping[str, str] | None = None) -> ExportReport:
     """Write the deploy form of ``model`` to ``path`` in format ``fmt`` and check it (see the module docstring).
 
     ``input_size`` is what the model is traced at: (C, H, W) for an image network, a modality model's
     ``sample_shape``; ``real_images`` an optional N,C,H,W batch; ``atol`` the allowed difference per unit of
-    output scale (``allowed_difference``). Sizes and ``atol`` are checked before any work.
+    output scale (``allowed_difference``). Sizes and ``atol`` are checked before any work. ``contract`` (default
+    ``file_contract(model)``): what the file carries for whoever runs it, in an ONNX file's ``metadata_props``
+    and in ``OUT.json`` beside a TorchScript or PT2 file.
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; the formats are {', '.join(FORMATS)}")
@@ -95,8 +100,10 @@ def export_model(model: nn.Module, path: str | os.PathLike, fmt: str, input_size
         expected = {name: model(x) for name, x in inputs.items()}
     report = ExportReport(Path(path), fmt, tuple(input_size), dynamic_spatial, atol)
 
+    contract = dict(file_contract(model) if contract is None else contract)
+
     def write_and_check(target: Path) -> None:
-        WRITERS[fmt](model, example, target)
+        WRITERS[fmt](model, example, target, contract)
         run = RUNNERS[fmt](target)
         for name, x in inputs.items():
             diff = (run(x) - expected[name]).abs().max().item()
@@ -187,24 +194,71 @@ def _export_program(model: nn.Module, example: torch.Tensor) -> torch.export.Exp
         raise ExportError(f"torch.export could not trace {type(model).__name__}: {str(e).splitlines()[0]}") from e
 
 
-def _write_onnx(model: nn.Module, example: torch.Tensor, target: Path) -> None:
+def file_contract(model: nn.Module, class_names: Sequence[str] | None = None) -> dict[str, str]:
+    """What an exported file carries (checkpoint metadata's keys and form, so ``DataConfig.from_metadata`` reads
+    it): the model's name, its class names, its evaluation preprocessing and the input and output they mean."""
+    names = class_names if class_names is not None else getattr(model, "class_names", None)
+    modality = isinstance(model, ModalityModel)
+    return {"model": str(getattr(model, "model_name", type(model).__name__)),
+            "class_names": json.dumps(list(names) if names else []),
+            "input": "samples: a batch of raw samples" if modality else
+                     "images: N,C,H,W float32, after the preprocessing (resize, centre crop, normalise)",
+            "output": "logits" if getattr(model, "num_classes", 1) else "features",
+            **model.data_config.to_metadata()}
+
+
+def _sidecar(target: Path, contract: Mapping[str, str]) -> None:
+    """``OUT.json`` beside a TorchScript or PT2 file: its contract as plain JSON (the JSON values decoded)."""
+    decoded = {k: json.loads(v) if k in JSON_KEYS else v for k, v in contract.items()}
+    target.with_name(target.name + ".json").write_text(json.dumps(decoded, indent=1))
+
+
+JSON_KEYS = ("class_names", "preprocessing")
+
+
+def _name_axes(graph: Any) -> None:
+    """The input's symbolic axes (torch.export's s0, s1, ...) renamed batch, height and width in every shape of
+    an ONNX graph, so that onnxruntime and Netron show what they are."""
+    import onnx_ir
+
+    names: dict[str, str] = {}
+    for axis, word in zip((0, 2, 3), ("batch", "height", "width")):
+        if axis < len(graph.inputs[0].shape):
+            for symbol in re.findall(r"\bs\d+\b", str(graph.inputs[0].shape[axis])):
+                names.setdefault(symbol, word)
+
+    def renamed(dim: Any) -> Any:
+        if not isinstance(dim, onnx_ir.SymbolicDim) or dim.value is None:
+            return dim
+        return onnx_ir.SymbolicDim(re.sub(r"\bs\d+\b", lambda m: names.get(m[0], m[0]), dim.value))
+
+    for value in [*graph.inputs, *graph.outputs, *(out for node in graph for out in node.outputs)]:
+        if value.shape is not None:
+            value.shape = onnx_ir.Shape([renamed(dim) for dim in value.shape])
+
+
+def _write_onnx(model: nn.Module, example: torch.Tensor, target: Path, contract: Mapping[str, str]) -> None:
     _require("onnx", "onnxscript", "onnxruntime")
     program = torch.onnx.export(_export_program(model, example), dynamo=True, opset_version=ONNX_OPSET,
                                 input_names=["samples" if isinstance(model, ModalityModel) else "images"],
                                 output_names=["logits" if getattr(model, "num_classes", 1) else "features"],
                                 verbose=False)
+    _name_axes(program.model.graph)
+    program.model.metadata_props.update(contract)
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     program.save(str(target), external_data=weight_bytes > ONNX_INLINE_LIMIT)
 
 
-def _write_torchscript(model: nn.Module, example: torch.Tensor, target: Path) -> None:
+def _write_torchscript(model: nn.Module, example: torch.Tensor, target: Path, contract: Mapping[str, str]) -> None:
     with warnings_silenced():
         traced = torch.jit.trace(model, example, check_trace=False)
         torch.jit.save(traced, str(target))
+    _sidecar(target, contract)
 
 
-def _write_pt2(model: nn.Module, example: torch.Tensor, target: Path) -> None:
+def _write_pt2(model: nn.Module, example: torch.Tensor, target: Path, contract: Mapping[str, str]) -> None:
     torch.export.save(_export_program(model, example), str(target))
+    _sidecar(target, contract)
 
 
 def _run_onnx(target: Path) -> Callable[[torch.Tensor], torch.Tensor]:
