@@ -2,6 +2,7 @@
 import base64
 import io
 import json
+import math
 
 import numpy as np
 import pytest
@@ -361,9 +362,12 @@ def test_the_curves_show_the_learning_rate():
     from modernconv.plots import curves_figure
 
     rows = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "val_top1": 50.0 + e, "val_top3": 90.0,
-             "lr": 1e-3 / e} for e in (1, 2, 3)]
-    titles = [ax.get_title() for ax in curves_figure(rows).axes]
+             "lr": 1e-3 / e, **({"train_top1": 40.0 + e} if e != 2 else {})} for e in (1, 2, 3)]
+    figure = curves_figure(rows)  # epoch 2 without train top-1 (resumed after its last step): a gap, no error
+    titles = [ax.get_title() for ax in figure.axes]
     assert titles == ["loss", "accuracy", "learning rate"]
+    train_curve = next(line for line in figure.axes[1].get_lines() if line.get_label().startswith("train"))
+    assert train_curve.get_ydata()[0] == 41.0 and math.isnan(train_curve.get_ydata()[1])
 
 
 def test_patience_stops_a_run_that_no_longer_improves_and_best_metric_chooses_the_judge(tmp_path, capsys):

@@ -2,6 +2,7 @@
 matplotlib's backend, so notebooks keep their inline plots."""
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -46,7 +47,8 @@ def curves_figure(rows: Sequence[dict[str, Any]]) -> Figure:
     fig = Figure(figsize=(5 * len(panels), 4))
     for ax, (title, ylabel, curves) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
         for key, label in curves:
-            ax.plot(epochs, [r[key] for r in rows], marker="o", markersize=3, label=label)
+            # (a row may lack a curve: an epoch resumed after its last step has no training batches to count)
+            ax.plot(epochs, [r.get(key, math.nan) for r in rows], marker="o", markersize=3, label=label)
         ax.set(xlabel="epoch", ylabel=ylabel, title=title)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
