@@ -253,6 +253,7 @@ def test_val_split_divides_one_folder_and_eval_holds_out_the_same_images(tmp_pat
             "--val-split", "0.25", "--data", str(data)]
     assert main(args) == 0
     out = capsys.readouterr().out
+    assert out.startswith(f"preparing the data ({data}) ...\n")  # said before the folder is read
     assert "data: 12 training / 4 held-out samples" in out  # 2 of each class's 8 held out
     assert main(["eval", "--checkpoint", str(run / "best.safetensors"), "--data", str(data), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["count"] == 4  # those 4, not the folder's 16
@@ -344,9 +345,11 @@ def test_epoch_lines_say_val_loss_elapsed_eta_and_the_runs_label(tmp_path, capsy
 def test_a_run_starts_by_saying_what_it_is(tmp_path, capsys):
     result = train(quick(tmp_path, epochs=1))
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"run {result.run_dir}: classification, convnext_atto (3.38 M parameters), 4 classes"
-    assert out[1].startswith("data: 76 training / 20 held-out samples; input 3x32x32 (mean (0.485,")
-    assert out[2] == "cpu, fp32, 1 process: 1 epoch of 4 steps (4 in all), 16 samples a step"
+    assert out[0] == "preparing the data (synthetic) ..."
+    assert out[1] == f"run {result.run_dir}: classification, convnext_atto (3.38 M parameters), 4 classes"
+    assert out[2].startswith("data: 76 training / 20 held-out samples; input 3x32x32 (mean (0.485,")
+    assert out[3] == "cpu, fp32, 1 process: 1 epoch of 4 steps (4 in all), 16 samples a step"
+    assert out[4] == "started a new run"
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["parameters"] == sum(p.numel() for p in modernconv_model(result).parameters())
     assert summary["train_samples"] == 76 and summary["total_steps"] == 4 and summary["processes"] == 1

@@ -112,6 +112,9 @@ class Trainer:
                                  else not self.metric.endswith(LOWER_IS_BETTER))
         self.ctx = RunContext(self.device, self.dist, self.run_dir, cfg.precision, self.memory_format,
                               preprocessing.replace(img_size=cfg.img_size or preprocessing.img_size))
+        if self.dist.is_main:  # reading a large folder (or decoding each image, to skip bad ones) takes a while
+            checked = ", decoding every file to skip unreadable ones" if cfg.skip_bad_images else ""
+            tqdm.write(f"{self.label + ': ' if self.label else ''}preparing the data ({cfg.data}{checked}) ...")
         self.data = self.task.build_data(self.ctx)
         self.steps_per_epoch = self._count_steps()
         # an iteration budget (the dense papers' 160k) sets the epochs; the last one stops at the budget
