@@ -129,3 +129,47 @@ def test_timms_default_cfg_test_passes(name):
         assert model(x).shape[1:] == (model.num_features, *model.default_cfg["pool_size"])
     assert any(k.startswith(cfg["classifier"]) for k in keys) and any(k.startswith(cfg["first_conv"]) for k in keys)
     assert timm.data.resolve_model_data_config(model)["input_size"] == (3, 64, 64)
+
+
+# one small member of each family, UniRepLKNet in both forms and two roadmap steps
+TRACEABLE = [("convnext_atto", {}), ("convnextv2_atto", {}), ("unireplknet_a", {}), ("unireplknet_a", "deploy"),
+             ("convmixer_256_8", {}), ("convnext_isotropic_small", {"depth": 2}),
+             ("resnet50_to_convnext_t", {"step": "resnet50", "depths": (1, 1, 1, 1)}),
+             ("resnet50_to_convnext_t", {"depths": (1, 1, 1, 1)})]
+
+
+@pytest.mark.parametrize("name, kwargs", TRACEABLE, ids=[f"{n}-{k or 'default'}" for n, k in TRACEABLE])
+def test_torchscript_fx_and_torchvisions_feature_extractor_give_eagers_outputs(name, kwargs):
+    """timm's test_model_forward_torchscript / _fx / backward_fx on ours: the scripted and the fx-traced model
+    give eager's outputs and gradients (the tap-cutting depthwise conv runs in full in a traced graph, and as
+    code in a scripted one), and torchvision's create_feature_extractor taps the stages."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    model = modernconv.create_model(name, num_classes=5, **(kwargs if isinstance(kwargs, dict) else {}))
+    randomize_(model)
+    if kwargs == "deploy":
+        model = modernconv.reparameterize(model)
+    model.eval()
+    x = torch.randn(2, 3, 64, 64)
+    scripted, traced = torch.jit.script(model), torch.fx.symbolic_trace(model)
+    with torch.no_grad():
+        expected = model(x)
+        assert (scripted(x) - expected).abs().max() <= 1e-5 and (traced(x) - expected).abs().max() <= 1e-5
+        small = torch.randn(1, 3, 32, 32)  # a map smaller than the kernels' reach: the cut taps
+        assert (scripted(small) - model(small)).abs().max() <= 1e-5
+    model.train()
+    traced.train()
+    model(x).sum().backward()
+    eager = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    traced(x).sum().backward()  # the graph shares the model's parameters
+    assert all((p.grad - eager[n]).abs().max() <= 1e-4 * max(1.0, eager[n].abs().max().item())
+               for n, p in model.named_parameters())
+    stages = [f"{model.stages_attr}.{i}" for i in range(len(model.feature_info))
+              ] if model.stages_attr == "stages" else [model.stages_attr]
+    extractor = create_feature_extractor(model.eval(), return_nodes=stages)
+    with torch.no_grad():
+        taps = list(extractor(x).values())
+        assert (taps[-1] - model.forward_features(x)).abs().max() <= 1e-5
+    with pytest.raises(modernconv.InputShapeError, match="expects 3 input channels"):
+        traced(torch.randn(1, 1, 64, 64))  # the traced graph still checks its input

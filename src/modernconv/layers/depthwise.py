@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 from ..errors import ConfigError
 
@@ -14,7 +15,7 @@ class DepthwiseConv2d(nn.Conv2d):
     On a map smaller than the kernel's reach (a 7x7 kernel on the 1x1 last stage of a 32x32 image, a dilated
     branch with r = 5 on a 2x2 map) the outer taps can only ever meet padding. They are cut from the kernel for
     that call, so the output, and the gradients of the taps that matter, are unchanged and the work is smaller
-    (not while exporting or tracing: a saved graph must hold for every input size);
+    (not while exporting or tracing, by torch.jit.trace or torch.fx: a saved graph must hold for every input size);
     the cut taps get a zero gradient, as they would from the full conv. Parameters are those of ``nn.Conv2d``.
     """
 
@@ -30,12 +31,13 @@ class DepthwiseConv2d(nn.Conv2d):
         return min(half, (height - 1) // dilation), min(half, (width - 1) // dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_exporting() or torch.jit.is_tracing():
-            return super().forward(x)  # an exported graph must hold for every input size
+        if not torch.jit.is_scripting():  # (TorchScript skips this block; its graph runs the cut below as code)
+            if torch.compiler.is_exporting() or torch.jit.is_tracing() or is_fx_symbolic_tracing():
+                return self._conv_forward(x, self.weight, self.bias)  # a saved graph holds for every input size
         half = (self.kernel_size[0] - 1) // 2
         rows, cols = self.reach(x.shape[-2], x.shape[-1])
-        if rows == cols == half:
-            return super().forward(x)
+        if rows == half and cols == half:
+            return self._conv_forward(x, self.weight, self.bias)
         weight = self.weight[:, :, half - rows:half + rows + 1, half - cols:half + cols + 1]
         dilation = self.dilation[0]
         return F.conv2d(x, weight, self.bias, 1, (dilation * rows, dilation * cols), self.dilation, self.groups)

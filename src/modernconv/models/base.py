@@ -21,16 +21,15 @@ class ModernConvNet(nn.Module):
     it the layers keep PyTorch's default initialisation (ConvMixer).
     """
 
-    stem: nn.Module
-    head: ClassifierHead
-    stages_attr: str  # the attribute holding the feature stages, an nn.Sequential
-    feature_info: list[dict]
-    in_chans: int
-    input_stride: int = 1
-    data_config: DataConfig = DataConfig()
-    grad_checkpointing: bool = False
-    trunc_normal_init: bool = False
-    head_init_scale: float = 1.0
+    # (no class-level annotations: TorchScript would read them as the attributes' types; subclasses set stem
+    # (an nn.Module), head (a ClassifierHead), stages_attr, feature_info and in_chans)
+    stages_attr = ""  # the attribute holding the feature stages, an nn.Sequential
+    input_stride = 1
+    data_config = DataConfig()
+    grad_checkpointing = False
+    trunc_normal_init = False
+    head_init_scale = 1.0
+    __jit_unused_properties__ = ["pretrained_cfg", "default_cfg"]  # descriptions, not computation
     assigned_cfg: dict = {}  # keys of pretrained_cfg set from outside (timm's builder assigns the whole cfg)
     structure: dict = {}  # how this model departs from what its name and options build (prune_intermediate_layers)
 
@@ -105,20 +104,13 @@ class ModernConvNet(nn.Module):
     # ----- forward -----
     def check_input(self, x: torch.Tensor) -> torch.Tensor:
         """Raise a clear error when ``x`` cannot go through this model."""
-        if x.ndim != 4:
-            raise InputShapeError(f"{self.model_name} expects an N,C,H,W tensor, got shape {tuple(x.shape)}")
-        _, c, h, w = x.shape
-        if c != self.in_chans:
-            raise InputShapeError(f"{self.model_name} expects {self.in_chans} input channels, got {c} "
-                                  f"(build it with in_chans={c} to change the stem)")
-        s = self.input_stride
-        if h < s or w < s:
-            raise InputShapeError(f"{self.model_name} needs inputs of at least {s}x{s} (its stride), got {h}x{w}")
-        return x
+        return checked_input(x, self.model_name, self.in_chans, self.input_stride)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Unpooled features of the last stage, N,C,H,W."""
-        return self.body(self.stem(self.check_input(x)))
+        if not torch.jit.is_scripting():  # (a scripted model checks nothing: TorchScript has no such messages)
+            x = self.check_input(x)
+        return self.body(self.stem(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, normalise and classify features; ``pre_logits`` stops before the classifier."""
@@ -150,7 +142,9 @@ class ModernConvNet(nn.Module):
         if stop_early or intermediates_only:
             stages = stages[: max(take) + 1]
         intermediates = []
-        x = self.stem(self.check_input(x))
+        if not torch.jit.is_scripting():
+            x = self.check_input(x)
+        x = self.stem(x)
         for i, stage in enumerate(stages):
             x = stage(x)
             if i in take:
@@ -207,6 +201,21 @@ class ModernConvNet(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict[str, str | list]:
         """timm-style regexes that map parameter names to depth-ordered groups (for layer-wise lr decay)."""
         raise NotImplementedError
+
+
+@torch.fx.wrap  # one node of a traced graph (torch.fx cannot branch on the input's shape), run on every call
+def checked_input(x: torch.Tensor, name: str, in_chans: int, stride: int) -> torch.Tensor:
+    """``x`` when it can go through model ``name`` (N, ``in_chans``, at least ``stride`` x ``stride``), else
+    one clear error."""
+    if x.ndim != 4:
+        raise InputShapeError(f"{name} expects an N,C,H,W tensor, got shape {tuple(x.shape)}")
+    _, c, h, w = x.shape
+    if c != in_chans:
+        raise InputShapeError(f"{name} expects {in_chans} input channels, got {c} (build it with in_chans={c} to "
+                              "change the stem)")
+    if h < stride or w < stride:
+        raise InputShapeError(f"{name} needs inputs of at least {stride}x{stride} (its stride), got {h}x{w}")
+    return x
 
 
 def _take_indices(num_stages: int, indices: int | Sequence[int] | None) -> list[int]:

@@ -13,7 +13,7 @@ from .base import ModernConvNet
 class HierarchicalConvNet(ModernConvNet):
     """Shared structure: ``stem``, ``stages`` (stage i: optional ``downsample`` then ``blocks``), ``head``."""
 
-    stages: nn.Sequential
+    # stages: an nn.Sequential of the feature stages (set by init_body)
     stages_attr = "stages"
     trunc_normal_init = True
 

@@ -14,7 +14,7 @@ from .base import ModernConvNet
 class IsotropicConvNet(ModernConvNet):
     """Shared structure: ``stem`` (stride ``patch_size``), ``blocks``, ``head``."""
 
-    blocks: CheckpointSequential
+    # blocks: a CheckpointSequential (set by init_blocks)
     stages_attr = "blocks"
 
     def init_blocks(self, blocks: Sequence[nn.Module], dim: int, patch_size: int) -> None:

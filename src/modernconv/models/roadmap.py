@@ -161,12 +161,15 @@ class RoadmapBlock(nn.Module):
                            else nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
-        for i, (conv, norm) in enumerate(((self.conv1, self.norm1), (self.conv2, self.norm2),
-                                          (self.conv3, self.norm3))):
-            y = norm(conv(y))
-            if i in self.acts:
-                y = self.act(y)
+        y = self.norm1(self.conv1(x))  # (unrolled: TorchScript calls no module taken from a tuple)
+        if 0 in self.acts:
+            y = self.act(y)
+        y = self.norm2(self.conv2(y))
+        if 1 in self.acts:
+            y = self.act(y)
+        y = self.norm3(self.conv3(y))
+        if 2 in self.acts:
+            y = self.act(y)
         if self.gamma is not None:
             y = y * self.gamma.view(-1, 1, 1)
         y = self.drop_path(y) + self.downsample(x)
