@@ -24,7 +24,7 @@ LAYERS = (
     ("pretrain",),
     ("tasks",),
     ("experiments",),
-    ("cli", "__init__"),
+    ("cli", "__init__", "timm_plugin"),
     ("__main__",),
 )
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}

@@ -101,7 +101,8 @@ def test_timm_contract(name, deploy):
     n = len(model.feature_info)
     assert backbone.feature_info.channels() == [f["num_chs"] for f in model.feature_info[-2:]]
     assert backbone.feature_info.reduction() == [f["reduction"] for f in model.feature_info[-2:]]
-    assert backbone.feature_info.module_name(0) == model.feature_info[n - 2]["module"]
+    assert backbone.feature_info.module_name(n - 2) == model.feature_info[n - 2]["module"]  # idx: a stage (timm)
+    assert backbone.feature_info.module_name() == [f["module"] for f in model.feature_info[-2:]]
     sum(m.sum() for m in backbone.train()(x)).backward()
     assert all(p.grad is not None for p in backbone.parameters())
     assert model.head_hidden_size == model.num_features

@@ -71,6 +71,9 @@ def test_features_only_matches_timms_feature_info():
     reference = timm.create_model("convnext_atto", features_only=True, out_indices=(1, 2, 3))
     assert ours.feature_info.channels() == reference.feature_info.channels()
     assert ours.feature_info.reduction() == reference.feature_info.reduction()
+    for query in (lambda f: f.channels(0), lambda f: f.reduction([0, 2]), len, lambda f: f[1]["num_chs"],
+                  lambda f: f.get_dicts(keys=["num_chs"]), lambda f: f.out_indices):
+        assert query(ours.feature_info) == query(reference.feature_info)  # timm's semantics, call by call
     assert [m.shape for m in ours(torch.randn(1, 3, 96, 96))] == [m.shape for m in reference(torch.randn(1, 3, 96, 96))]
 
 

@@ -18,18 +18,25 @@ from .base import ModelWrapper, ModernConvNet, _take_indices
 
 
 class FeatureInfo:
-    """The selected stages' channels, reductions and module names (timm's FeatureInfo interface)."""
+    """Every stage's channels, reduction and module name, and the selected ones (timm's FeatureInfo: ``info``,
+    ``len`` and ``[i]`` cover every stage, an int or list ``idx`` indexes stages, no ``idx`` means the selected
+    ``out_indices``)."""
 
     def __init__(self, info: Sequence[dict], out_indices: Sequence[int]) -> None:
         self.out_indices = tuple(out_indices)
-        self.info = [dict(info[i], index=i) for i in self.out_indices]
+        self.info = [dict(f, index=i) for i, f in enumerate(info)]
+
+    def get_dicts(self, keys: Sequence[str] | None = None, idx: int | Sequence[int] | None = None) -> Any:
+        """The info dicts (only ``keys``) of the selected stages, or of stage(s) ``idx``."""
+        def pick(i: int) -> dict:
+            return dict(self.info[i]) if keys is None else {k: self.info[i][k] for k in keys}
+        if isinstance(idx, int):
+            return pick(idx)
+        return [pick(i) for i in (self.out_indices if idx is None else idx)]
 
     def _get(self, key: str, idx: int | Sequence[int] | None) -> Any:
-        if idx is None:
-            return [f[key] for f in self.info]
-        if isinstance(idx, int):
-            return self.info[idx][key]
-        return [self.info[i][key] for i in idx]
+        found = self.get_dicts([key], idx)
+        return found[key] if isinstance(idx, int) else [f[key] for f in found]
 
     def channels(self, idx: int | Sequence[int] | None = None) -> Any:
         return self._get("num_chs", idx)
@@ -39,10 +46,6 @@ class FeatureInfo:
 
     def module_name(self, idx: int | Sequence[int] | None = None) -> Any:
         return self._get("module", idx)
-
-    def get_dicts(self, keys: Sequence[str] | None = None, idx: int | Sequence[int] | None = None) -> list[dict]:
-        chosen = self.info if idx is None else [self.info[i] for i in ([idx] if isinstance(idx, int) else idx)]
-        return [dict(f) if keys is None else {k: f[k] for k in keys} for f in chosen]
 
     def __getitem__(self, item: int) -> dict:
         return self.info[item]
