@@ -160,6 +160,7 @@ def test_torchscript_fx_and_torchvisions_feature_extractor_give_eagers_outputs(n
         assert (scripted(x) - expected).abs().max() <= 1e-5 and (traced(x) - expected).abs().max() <= 1e-5
         small = torch.randn(1, 3, 32, 32)  # a map smaller than the kernels' reach: the cut taps
         assert (scripted(small) - model(small)).abs().max() <= 1e-5
+        assert (torch.jit.script(traced)(x) - expected).abs().max() <= 1e-5  # timm's forward_fx_torchscript
     model.train()
     traced.train()
     model(x).sum().backward()

@@ -1,6 +1,4 @@
 """The model contract every modernconv network follows (timm-compatible method names)."""
-from __future__ import annotations
-
 from typing import Sequence
 
 import torch
@@ -208,7 +206,7 @@ def checked_input(x: torch.Tensor, name: str, in_chans: int, stride: int) -> tor
     """``x`` when it can go through model ``name`` (N, ``in_chans``, at least ``stride`` x ``stride``), else
     one clear error."""
     if x.ndim != 4:
-        raise InputShapeError(f"{name} expects an N,C,H,W tensor, got shape {tuple(x.shape)}")
+        raise InputShapeError(f"{name} expects an N,C,H,W tensor, got shape {list(x.shape)}")
     _, c, h, w = x.shape
     if c != in_chans:
         raise InputShapeError(f"{name} expects {in_chans} input channels, got {c} (build it with in_chans={c} to "
