@@ -37,7 +37,11 @@ def cell_count(line: str) -> int:
     return len(re.split(r"(?<!\\)\|", inner))
 
 
-@pytest.mark.parametrize("document", ["README.md", "benchmarks/RESULTS.md"])
+DOCUMENTS = sorted(str(path) for path in (p.relative_to(ROOT) for p in ROOT.rglob("*.md"))
+                   if path.parts[0] != "runs" and not any(part.startswith(".") for part in path.parts))
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
 def test_every_table_row_has_its_headers_width(document):
     """A literal | in a cell adds a column: the rendered row then loses its last cells (markdown-it finds the
     tables, as a renderer does; code blocks holding pipes are not tables)."""
@@ -46,7 +50,7 @@ def test_every_table_row_has_its_headers_width(document):
     lines = (ROOT / document).read_text().splitlines()
     tables = [t.map for t in MarkdownIt("commonmark").enable("table").parse("\n".join(lines))
               if t.type == "table_open"]
-    assert len(tables) >= 5
+    assert len(tables) >= 5 or document not in ("README.md", "benchmarks/RESULTS.md")
     wrong = [f"{document}:{i + 1}" for start, end in tables for i in range(start, end)
              if i != start + 1 and cell_count(lines[i]) != cell_count(lines[start])]
     assert not wrong, f"rows of another width than their header: {wrong}"
