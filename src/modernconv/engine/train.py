@@ -300,9 +300,11 @@ class Trainer:
         """After an optimizer step, agreed by every process: the checkpoint due by step count or by the clock
         (any process's), and a stop a signal asked for (on any process) saved and ended with a clear line."""
         cfg = self.cfg
-        by_clock = cfg.save_every_minutes > 0 and time.monotonic() - self.saved_at >= 60 * cfg.save_every_minutes
-        signum, by_clock = (int(v) for v in all_reduce_max(
-            torch.tensor([stop.signum or 0, by_clock], device=self.device), self.dist).tolist())
+        signum = stop.signum or 0
+        by_clock = int(cfg.save_every_minutes > 0 and time.monotonic() - self.saved_at >= 60 * cfg.save_every_minutes)
+        if self.dist.enabled:  # (one process: no tensor, so no device round trip on every step)
+            signum, by_clock = (int(v) for v in all_reduce_max(
+                torch.tensor([signum, by_clock], device=self.device), self.dist).tolist())
         if signum or by_clock or (cfg.save_every_steps and progress.global_step % cfg.save_every_steps == 0):
             self._save(progress)
         if signum:
