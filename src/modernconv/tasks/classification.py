@@ -35,7 +35,8 @@ class ClassificationTask(Task):
         self.cfg = cfg
         self.ema_decay = cfg.ema_decay
         self.layer_decay = cfg.layer_decay
-        self.train_counts: torch.Tensor | None = None  # correct and seen training samples of the epoch so far
+        self.train_hits: torch.Tensor | None = None  # correct training samples of the epoch so far (on the device)
+        self.train_seen = 0
 
     def model_options(self) -> dict[str, Any]:
         kwargs = model_options(self.cfg)
@@ -87,8 +88,9 @@ class ClassificationTask(Task):
             images, labels = self.mixing(images, labels)
         logits = net(images)
         target = labels.argmax(1) if labels.ndim == 2 else labels  # mixed: the label with the larger share
-        counts = torch.stack([(logits.detach().argmax(1) == target).sum(), target.new_tensor(len(target))])
-        self.train_counts = counts if self.train_counts is None else self.train_counts + counts  # no host sync
+        hits = (logits.detach().argmax(1) == target).sum()  # summed on the device: no host sync a step
+        self.train_hits = hits if self.train_hits is None else self.train_hits + hits
+        self.train_seen += len(target)
         if self.class_weights is not None:  # (a mixed batch's soft targets already hold the smoothing)
             return F.cross_entropy(logits, labels, weight=self.class_weights.to(logits.device),
                                    label_smoothing=0.0 if labels.ndim == 2 else self.cfg.label_smoothing)
@@ -99,10 +101,12 @@ class ClassificationTask(Task):
     def train_metrics(self, ctx: RunContext) -> dict[str, float]:
         """Top-1 over the epoch's training batches, as they were trained (augmented; mixed batches count the
         label with the larger share)."""
-        if self.train_counts is None:
+        if self.train_hits is None:
             return {}
-        hits, seen = all_reduce_sum(self.train_counts.double(), ctx.dist).tolist()
-        self.train_counts = None
+        seen = self.train_hits.new_tensor(self.train_seen, dtype=torch.float64)
+        counts = torch.stack([self.train_hits.double(), seen])
+        hits, seen = all_reduce_sum(counts, ctx.dist).tolist()
+        self.train_hits, self.train_seen = None, 0
         return {"train_top1": 100.0 * hits / max(seen, 1.0)}
 
     def evaluate(self, ctx: RunContext, model: nn.Module) -> dict[str, float]:
