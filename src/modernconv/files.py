@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -34,6 +35,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """``atomic_write`` of a text file."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def read_jsonl_rows(path: str | os.PathLike, key: str) -> list[dict]:
+    """The rows of a JSONL log that hold an integer ``key`` (none when the file is missing); a line cut short by a
+    kill in the middle of writing it is left out."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get(key), int):
+            rows.append(row)
+    return rows
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:

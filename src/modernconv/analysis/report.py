@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..data import read_image
-from ..files import atomic_write_text
+from ..files import atomic_write_text, read_jsonl_rows
 from ..plots import confusion_figure, curves_figure
 
 THUMBNAIL = 112  # pixels, the longer side of a worst-classified sample's picture
@@ -59,16 +58,7 @@ def _sample_name(dataset: Dataset, index: int) -> str:
 
 def _run_rows(checkpoint: str | os.PathLike) -> list[dict[str, Any]]:
     """The epoch rows of the run the checkpoint sits in (none when it sits elsewhere)."""
-    log = Path(checkpoint).parent / "metrics.jsonl"
-    if not log.is_file():
-        return []
-    rows = []
-    for line in log.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
-    return [r for r in rows if isinstance(r, dict) and "epoch" in r]
+    return read_jsonl_rows(Path(checkpoint).parent / "metrics.jsonl", "epoch")
 
 
 def write_report(path: str | os.PathLike, result: Any, class_names: list[str], dataset: Dataset,

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write_text
+from ..files import atomic_write_text, read_jsonl_rows
 from ..plots import plot_curves
 
 try:
@@ -27,24 +27,9 @@ class Logbook:
         self.csv = run_dir / "metrics.csv"
         self.tensorboard = SummaryWriter(str(run_dir / "tensorboard")) if SummaryWriter else None
 
-    @staticmethod
-    def _read(path: Path, key: str) -> list[dict[str, Any]]:
-        """The rows of a JSONL file; a line cut short by a kill in the middle of writing it is left out."""
-        if not path.exists():
-            return []
-        rows = []
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and isinstance(row.get(key), int):
-                rows.append(row)
-        return rows
-
     def rows(self) -> list[dict[str, Any]]:
         """The logged epoch rows."""
-        return self._read(self.jsonl, "epoch")
+        return read_jsonl_rows(self.jsonl, "epoch")
 
     def truncate(self, epochs_done: int, steps_done: int) -> None:
         """Keep the whole rows of the first ``epochs_done`` epochs and ``steps_done`` steps (a resumed run
@@ -55,7 +40,7 @@ class Logbook:
             atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))
             self._write_csv(kept)
         if self.steps.exists():
-            steps = [r for r in self._read(self.steps, "step") if r["step"] <= steps_done]
+            steps = [r for r in read_jsonl_rows(self.steps, "step") if r["step"] <= steps_done]
             atomic_write_text(self.steps, "".join(json.dumps(r) + "\n" for r in steps))
 
     def log_step(self, row: dict[str, Any]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import re
 import statistics
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from ..tasks import train
 from ..engine.distributed import launch_rank
 from ..engine.state import CONFIG_FILE, saved_progress
 from ..errors import ConfigError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, read_jsonl_rows
 from ..models import create_model
 from ..models.roadmap import roadmap_steps
 from ..plots import plot_roadmap
@@ -111,7 +110,7 @@ def step_config(modern: TrainConfig, track: str, step: str, seed: int, run_dir: 
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """Best top-1 (model or EMA) with the top-k of that epoch (``k``: 5, or the class count when smaller),
     training wall time and median images/s of a run."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_jsonl_rows(run_dir / "metrics.jsonl", "epoch")
     def top1(row: dict) -> tuple[float, str]:
         return max((row.get("ema_val_top1", -1.0), "ema_val_"), (row["val_top1"], "val_"))
     best = max(rows, key=lambda r: top1(r)[0])
