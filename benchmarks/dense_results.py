@@ -54,7 +54,7 @@ def main() -> None:
             if found is None:
                 start = time.perf_counter()
                 overrides = {"model": name, "model_kwargs": kwargs, "epochs": epochs, "seed": seed, "progress": False,
-                             "output": str(run_dir), "resume": (run_dir / "last.safetensors").is_file()}
+                             "output": str(run_dir), "resume": "auto"}
                 if recipe.milestones:  # the step schedule's decays keep their place in a longer or shorter run
                     overrides["milestones"] = [m * epochs / recipe.epochs for m in recipe.milestones]
                 train(load_config(config, overrides))

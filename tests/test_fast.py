@@ -65,7 +65,11 @@ def test_a_device_without_native_bf16_falls_back_to_fp32(monkeypatch):
     has_native(monkeypatch)
     model = modernconv.create_model("unireplknet_a", num_classes=10).eval()
     with pytest.warns(UserWarning, match="no native bf16; the fast path runs in fp32"):
-        fast = optimize_for_inference(model, compile=False)
+        fast = optimize_for_inference(model, "bf16", compile=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "auto" chooses fp32 there without a warning, and says why
+        chosen = optimize_for_inference(model, compile=False)
+    assert chosen.precision == "fp32" and chosen.reason == "cpu: no native bf16"
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert fast.precision == "fp32" and relative_error(fast(x), model(x)) <= TOLERANCE["fp32"]
@@ -88,18 +92,18 @@ def test_a_failing_compiler_falls_back_to_eager(monkeypatch):
 
 
 def test_unknown_precision_is_a_config_error():
-    with pytest.raises(modernconv.ConfigError, match="dtype must be one of bf16, fp16, fp32, got 'int8'"):
-        optimize_for_inference(modernconv.create_model("convnext_atto"), dtype="int8")
+    with pytest.raises(modernconv.ConfigError, match="dtype must be one of fp32, bf16, fp16, int8, auto, got 'int4'"):
+        optimize_for_inference(modernconv.create_model("convnext_atto"), dtype="int4")
 
 
-@pytest.mark.parametrize("native, said", [(("bf16",), "fast path bf16 batch 2"), ((), "fast path fp32 batch 2")])
-def test_cli_bench_says_which_precision_the_fast_path_runs(native, said, monkeypatch, capsys):
+@pytest.mark.parametrize("native, said, why", [(("bf16",), "fast path bf16 batch 2", "fast path: bf16 (native bf16"),
+                                               ((), "fast path fp32 batch 2", "fast path: fp32 (cpu: no native bf16)")])
+def test_cli_bench_says_which_precision_the_fast_path_runs(native, said, why, monkeypatch, capsys):
     has_native(monkeypatch, *native)
     code = main(["bench", "convnext_atto", "--input-size", "3", "32", "32", "--batch-size", "2", "--steps", "1",
                  "--warmup", "0", "--fast", "--no-compile"])
     out, err = capsys.readouterr()
-    assert code == 0 and said in out
-    assert ("note: cpu has no native bf16; the fast path runs in fp32" in err) == (not native)
+    assert code == 0 and said in out and why in err
 
 
 def test_cli_fast_flag_on_eval(tmp_path, capsys):

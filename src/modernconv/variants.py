@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 
 PRECISION_NAMES = ("fp32", "bf16", "fp16")  # runtime.PRECISIONS maps them to torch dtypes
+FAST_PRECISION_NAMES = (*PRECISION_NAMES, "int8", "auto")  # the fast path's (modernconv.deploy.fast)
 
 # name -> architecture arguments of the family's builder
 CONVNEXT_V1 = {

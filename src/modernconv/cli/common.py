@@ -6,13 +6,15 @@ import inspect
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from ..variants import PRECISION_NAMES
+from ..variants import FAST_PRECISION_NAMES
 
 COMPILE_PAYS_FROM = 500  # predict --fast compiles from this many images on (compiling takes tens of seconds)
+CALIBRATION_SAMPLES = 256  # --calibrate reads this many samples (int8 activation ranges settle well before)
 
 # Each command imports the library parts it needs when it runs: `modernconv --help` and `modernconv models`
 # start without loading torch.
@@ -67,13 +69,51 @@ def build_from_args(args: argparse.Namespace, device: str = "cpu") -> Any:
     return model
 
 
-def fast_path(model: Any, args: argparse.Namespace, compile: bool = True) -> Any:
-    """``model`` on the fast path when ``--fast`` was given (see ``modernconv.deploy.fast``), else as it is."""
+def fast_path(model: Any, args: argparse.Namespace, compile: bool = True, info: Any = None,
+              size: tuple[int, int, int] | None = None) -> Any:
+    """``model`` on the fast path when ``--fast`` was given (see ``modernconv.deploy.fast``), else as it is;
+    calibrated on ``--calibrate DATA`` (read in the preprocessing of the checkpoint ``info`` describes, else of
+    the model at input ``size``)."""
     if not args.fast:
+        if args.calibrate:
+            raise UserError("--calibrate goes with --fast int8 (or --fast auto)")
         return model
     from ..deploy import optimize_for_inference
 
-    return optimize_for_inference(model, args.fast, compile=compile and not args.no_compile)
+    if args.fast == "int8" and not args.calibrate:
+        raise UserError("--fast int8 needs --calibrate DATA: images like those to be served (a data folder or "
+                        "digits), whose activation ranges set the int8 scales")
+    task = info.task if info is not None else "classification"
+    if args.calibrate and task != "classification":
+        raise UserError(f"--calibrate (int8) applies to classification checkpoints; this one is for {task}")
+    calibration = calibration_data(model, args.calibrate, info, size) if args.calibrate else None
+    fast = optimize_for_inference(model, args.fast, compile=compile and not args.no_compile,
+                                  calibration=calibration, batch_size=args.batch_size)
+    network = fast.model if hasattr(fast, "adapter") else fast  # a modality model's network carries the choice
+    if args.fast == "auto":
+        print(f"fast path: {network.precision} ({network.reason})", file=sys.stderr, flush=True)
+    return fast
+
+
+def calibration_data(model: Any, source: str, info: Any = None, size: tuple[int, int, int] | None = None) -> Any:
+    """Up to ``CALIBRATION_SAMPLES`` samples of the training split of ``source`` (a seeded random choice, so a
+    folder sorted by class gives every class), in the preprocessing of the checkpoint, else of the model at
+    ``size`` (a square one; the model's own by default)."""
+    import torch
+
+    from ..modalities import get_modality
+    from ..modalities.image import ImageOptions
+
+    modality = get_modality(info.modality if info is not None else "image")
+    preprocessing = info.preprocessing if info is not None else model.data_config
+    if size is not None and size[1:] != preprocessing.input_size[1:]:
+        if size[1] != size[2]:
+            raise UserError("--calibrate reads square images; give a square --input-size")
+        preprocessing = preprocessing.replace(img_size=size[2])
+    options = info.modality_options if info is not None else ImageOptions(in_chans=model.in_chans)
+    train, _, _ = modality.split(source, "train", options, transform=preprocessing.eval_transform())
+    chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:CALIBRATION_SAMPLES]
+    return torch.stack([train[int(i)][0] for i in chosen])
 
 
 def add_command(sub: argparse._SubParsersAction, name: str, func: Callable[..., int], help_text: str,
@@ -119,9 +159,12 @@ def segment_mode(args: argparse.Namespace, task: str) -> Any:
 
 
 def add_fast_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fast", nargs="?", const="bf16", choices=PRECISION_NAMES,
-                   help="the fast path: deploy form, channels-last, bf16 (or the given precision; fp32 where the "
-                        "device lacks it) and torch.compile")
+    p.add_argument("--fast", nargs="?", const="auto", choices=FAST_PRECISION_NAMES,
+                   help="the fast path: deploy form, channels-last, torch.compile, in the given precision; alone "
+                        "(auto): int8 on an x86 CPU with --calibrate, else bf16 where native, else fp32")
+    p.add_argument("--calibrate", metavar="DATA",
+                   help=f"with --fast int8/auto: calibrate int8 on {CALIBRATION_SAMPLES} training samples of DATA "
+                        "(a data folder, digits, ...: what the model will be served)")
     p.add_argument("--no-compile", action="store_true", help="with --fast: skip torch.compile (no compile wait)")
 
 

@@ -83,7 +83,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     model = build_from_args(args, resolve_device(args.device))
     size = parse_input_size(args.input_size) if args.input_size else model.data_config.input_size
     model.check_input(torch.empty(1, *size, device="meta"))
-    model = fast_path(model, args)
+    model = fast_path(model, args, size=size)
     result = benchmark(model, args.batch_size, size, args.mode, args.dtype, args.channels_last, args.device,
                        args.warmup, args.steps)
     if args.fast:

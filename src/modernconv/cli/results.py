@@ -95,19 +95,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if info.task == "detection":
         return _eval_detector(model, info, args, results_json)
     if info.task == "segmentation":
-        scores = evaluate_segmenter(fast_path(model, args), info, args.data, args.batch_size, args.workers, args.split,
-                                    mode)
+        scores = evaluate_segmenter(fast_path(model, args, info=info), info, args.data, args.batch_size,
+                                    args.workers, args.split, mode)
         report = scores.report(info.class_names)
         print(json_text(report) if args.json else f"mIoU {scores.miou:.2f}%  aAcc {scores.aacc:.2f}%  "
               f"mAcc {scores.macc:.2f}%  ({scores.count} images)")
         return 0
     if info.task == "forecasting":
-        errors = evaluate_forecaster(fast_path(model, args), info, args.data, args.batch_size, args.workers)
+        errors = evaluate_forecaster(fast_path(model, args, info=info), info, args.data, args.batch_size,
+                                     args.workers)
         print(json_text(dataclasses.asdict(errors)) if args.json else
               f"MSE {errors.mse:.4f}  MAE {errors.mae:.4f}  (standardised; {errors.count} windows)")
         return 0
-    result, held_out = evaluate_checkpoint(fast_path(model, args), info, args.data, args.batch_size, args.workers,
-                                           args.split, keep_worst=WORST if report_html else 0)
+    result, held_out = evaluate_checkpoint(fast_path(model, args, info=info), info, args.data, args.batch_size,
+                                           args.workers, args.split, keep_worst=WORST if report_html else 0)
     names = class_names(info, model.num_classes)
     if args.json:
         print(json_text(result.report(names)), flush=True)
@@ -166,7 +167,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.fast and info.task == "detection":
         raise UserError("--fast applies to classification and segmentation checkpoints; a detector runs in its "
                         "training form (fp32)")
-    model = fast_path(model, args, compile=len(paths) >= COMPILE_PAYS_FROM)
+    model = fast_path(model, args, compile=len(paths) >= COMPILE_PAYS_FROM, info=info)
     mode = segment_mode(args, info.task)
     if info.task == "segmentation":
         return _predict_masks(model, info, paths, args, mode)

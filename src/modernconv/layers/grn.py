@@ -20,10 +20,11 @@ class GlobalResponseNorm(nn.Module):
     def response(self, x: torch.Tensor) -> torch.Tensor:
         """The normalised response Nx, shape (N, 1, 1, C)."""
         # the L2 norm as sqrt(sum of squares), faster on CPU than linalg.vector_norm; an all-zero channel (GELU
-        # underflow on a 1x1 map) gets vector_norm's zero gradient instead of sqrt's 0 * inf = NaN
+        # underflow on a 1x1 map) gets vector_norm's zero gradient instead of sqrt's 0 * inf = NaN. (Masked by
+        # where, not by multiplying with the mask: int8 quantizers take a product of two maps for int8 work.)
         squares = x.square().sum(dim=(1, 2), keepdim=True)
         nonzero = squares > 0
-        g = torch.where(nonzero, squares, 1).sqrt() * nonzero
+        g = torch.where(nonzero, torch.where(nonzero, squares, 1).sqrt(), 0)
         return g / (g.mean(dim=-1, keepdim=True) + self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
