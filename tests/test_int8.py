@@ -175,3 +175,52 @@ def test_cli_int8_mistakes_are_one_line(args, message, tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path / "w.safetensors"), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_int8_writes_a_qdq_onnx_file_that_predicts_as_the_float_model(digits_model, tmp_path, capsys):
+    import onnx
+    import onnxruntime
+
+    model, images, _, _ = digits_model
+    modernconv.save_checkpoint(model, tmp_path / "w.safetensors")
+    out = tmp_path / "int8.onnx"
+    assert main(["export", str(tmp_path / "w.safetensors"), str(out), "--int8", "--calibrate", "digits"]) == 0
+    said = capsys.readouterr().out
+    assert "int8 QDQ" in said and "top-1 agreement with the float model on 359 held-out images of digits" in said
+    graph = onnx.load(str(out))
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert meta["quantization"].startswith("int8 QDQ") and meta["model"] == "convnext_atto"
+    made_by = {o: n for n in graph.graph.node for o in n.output}
+    convs = [n for n in graph.graph.node if n.op_type == "Conv"]
+    depthwise = [n for n in convs if next(a.i for a in n.attribute if a.name == "group") > 1]
+    assert depthwise and all(made_by.get(n.input[1]) is None or made_by[n.input[1]].op_type != "DequantizeLinear"
+                             for n in depthwise)  # kept float, as on the PyTorch int8 path
+    assert sum(made_by[n.input[1]].op_type == "DequantizeLinear" for n in convs if n not in depthwise) >= 4
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    with torch.no_grad():
+        expected = model(images)
+    assert (got.argmax(1) == expected.argmax(1)).float().mean() >= AGREEMENT
+
+
+def test_export_int8_keeps_nothing_when_its_predictions_disagree(digits_model, tmp_path, monkeypatch, capsys):
+    from modernconv.deploy import onnx_int8
+
+    monkeypatch.setattr(onnx_int8, "AGREEMENT", 1.01)  # no file can pass
+    modernconv.save_checkpoint(digits_model[0], tmp_path / "w.safetensors")
+    out = tmp_path / "int8.onnx"
+    assert main(["export", str(tmp_path / "w.safetensors"), str(out), "--int8", "--calibrate", "digits"]) == 2
+    assert "held-out images (at least 101% needed); nothing was written" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [tmp_path / "w.safetensors"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["x.onnx", "--int8"], "--int8 writes an image classifier's ONNX file"),
+    (["x.pt2", "--int8", "--calibrate", "digits"], "--int8 writes an image classifier's ONNX file"),
+    (["x.onnx", "--calibrate", "digits"], "--calibrate goes with --int8"),
+])
+def test_cli_export_int8_mistakes_are_one_line(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "convnext_atto", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not list(tmp_path.iterdir())

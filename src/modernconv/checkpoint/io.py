@@ -159,7 +159,8 @@ def save_checkpoint(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor]
     """Write weights as safetensors atomically (temp file + rename), tagged with the model name and options.
 
     A model's ``model_name``, JSON-serialisable ``model_kwargs`` and ``structure`` (pruned stages, a backbone's
-    outputs) are stored so the file can rebuild it.
+    outputs) are stored so the file can rebuild it, and its ``data_config`` and ``class_names`` (those of a model
+    read back by ``load_model``) so it keeps its preprocessing and classes; ``metadata`` entries win.
     """
     meta: dict[str, str] = {"format": FORMAT_TAG}
     if isinstance(model_or_state, torch.nn.Module):
@@ -171,6 +172,10 @@ def save_checkpoint(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor]
         structure = getattr(model_or_state, "structure", None)
         if structure:  # a pruned model or a features_only backbone: rebuilt as such
             meta["structure"] = json.dumps(structure)
+        if hasattr(model_or_state, "data_config"):
+            meta.update(model_or_state.data_config.to_metadata())
+        if getattr(model_or_state, "class_names", None):
+            meta["class_names"] = json.dumps(list(model_or_state.class_names))
     else:
         state = dict(model_or_state)
     for k, v in (metadata or {}).items():

@@ -155,6 +155,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..modalities import ModalityModel
 
     check_atol(args.atol)
+    if args.calibrate and not args.int8:
+        raise UserError("--calibrate goes with --int8")
     fmt = args.format or format_from_name(args.output)
     if fmt is None:
         raise UserError(f"cannot tell the format from the name {args.output}; give --format {', '.join(FORMATS)}")
@@ -172,6 +174,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         size, data = size or tuple(model.data_config.input_size), args.data or "digits"
     check_input_size(model, size)  # before real images of that size are made
+    if args.int8:
+        return _export_int8(model, output, fmt, size, args)
     real = None
     if data != "none" and size[1] == size[2]:
         real = held_out_images(data, model, args.images, img_size=size[1], batch_size=args.images)[0]
@@ -185,6 +189,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"wrote {output} ({fmt}, {form}, dynamic {axes})")
     for check in report.checks:
         print(f"  {check.inputs}: max |difference| {check.max_abs_diff:.2e} (allowed {check.allowed:.2e})")
+    return 0
+
+
+def _export_int8(model: Any, output: Path, fmt: str, size: tuple[int, int, int], args: argparse.Namespace) -> int:
+    """``export --int8``: the int8 QDQ ONNX file, calibrated and checked on ``--calibrate DATA``."""
+    import torch
+
+    from ..analysis.collapse import held_out_images
+    from ..deploy.onnx_int8 import export_int8_onnx
+    from ..modalities import ModalityModel
+    from .common import CALIBRATION_SAMPLES, calibration_data
+
+    if fmt != "onnx" or isinstance(model, ModalityModel) or not args.calibrate:
+        raise UserError("--int8 writes an image classifier's ONNX file (an .onnx OUT) calibrated on --calibrate "
+                        "DATA")
+    if size[1] != size[2]:
+        raise UserError("--int8 calibrates on square images; give a square --input-size")
+    held_out = torch.cat(held_out_images(args.calibrate, model, CALIBRATION_SAMPLES * 2, img_size=size[1]))
+    report = export_int8_onnx(model.eval(), output, size, calibration_data(model, args.calibrate, None, size),
+                              held_out)
+    print(f"wrote {output} (onnx, int8 QDQ, deploy form, dynamic batch; {'x'.join(map(str, size))} images)")
+    print(f"  top-1 agreement with the float model on {report.images} held-out images of {args.calibrate}: "
+          f"{100 * report.agreement:.2f}% (largest logit difference {report.max_logit_error:.3f} of the largest logit)")
     return 0
 
 
@@ -248,4 +275,9 @@ def add_parsers(sub: argparse._SubParsersAction, command: str | None) -> None:
                         "ATOL x max(1, largest "
                         "|output| of the PyTorch model), since rounding differences grow with the outputs "
                         "(default 1e-4)")
+    p.add_argument("--int8", action="store_true", help="ONNX only: an int8 QDQ file (onnxruntime's static "
+                                                       "quantization), calibrated with --calibrate")
+    p.add_argument("--calibrate", metavar="DATA", help="with --int8: calibrate on training images of DATA and keep "
+                                                       "the file only if its top-1 agrees with the float model's on "
+                                                       "99%% of DATA's held-out images")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
