@@ -60,6 +60,29 @@ def depthwise_nodes(model_path: Path) -> list[str]:
     return found
 
 
+def write_int8_onnx(model: nn.Module, target: Path, input_size: tuple[int, int, int], batches: list[torch.Tensor],
+                    contract: Mapping[str, str]) -> None:
+    """The int8 QDQ ONNX file of ``model`` (deploy form, eval mode) at ``target``, calibrated on ``batches``,
+    unchecked (``export_int8_onnx`` checks it)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    exported, float_file = target.with_name(target.stem + ".export.onnx"), target.with_name(target.stem + ".float.onnx")
+    _write_onnx(model, torch.randn(2, *input_size), exported, contract)
+    quant_pre_process(str(exported), str(float_file))  # shapes inferred, graph optimised: what quantizes well
+    exported.unlink()
+    quantize_static(str(float_file), str(target), _calibration_reader("images", list(torch.cat(batches).split(32))),
+                    quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+                    nodes_to_exclude=depthwise_nodes(float_file), calibrate_method=CalibrationMethod.MinMax)
+    float_file.unlink()
+    quantized = onnx.load(str(target))
+    for key, value in {**contract, "quantization": "int8 QDQ (onnxruntime static; depthwise convs float)"}.items():
+        entry = quantized.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(quantized, str(target))
+
+
 def export_int8_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int, int, int],
                      calibration: torch.Tensor, held_out: torch.Tensor,
                      contract: Mapping[str, str] | None = None) -> Int8Report:
@@ -67,12 +90,10 @@ def export_int8_onnx(model: nn.Module, path: str | os.PathLike, input_size: tupl
     ``calibration`` images (N,C,H,W at ``input_size``) and checked on ``held_out`` ones (see the module
     docstring); an ``ExportError`` and nothing written when the check fails."""
     _require("onnx", "onnxscript", "onnxruntime")
-    import onnx
     import onnxruntime
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     check_input_size(model, input_size)
-    batches = [b for b in calibration_batches(calibration, model.in_chans)]
+    batches = calibration_batches(calibration, model.in_chans)
     if tuple(batches[0].shape[1:]) != tuple(input_size) or tuple(held_out.shape[1:]) != tuple(input_size):
         raise ExportError(f"calibration and held-out images must be {'x'.join(map(str, input_size))}")
     model = reparameterize(model).eval()
@@ -82,20 +103,7 @@ def export_int8_onnx(model: nn.Module, path: str | os.PathLike, input_size: tupl
     report = Int8Report(Path(path), len(held_out), 0.0, 0.0)
 
     def write_and_check(target: Path) -> None:
-        exported, float_file = target.with_name(target.stem + ".export.onnx"), target.with_name(target.stem + ".float.onnx")
-        _write_onnx(model, torch.randn(2, *input_size), exported, contract)
-        quant_pre_process(str(exported), str(float_file))  # shapes inferred, graph optimised: what quantizes well
-        exported.unlink()
-        quantize_static(str(float_file), str(target), _calibration_reader("images", list(torch.cat(batches).split(32))),
-                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "MatMul", "Gemm"],
-                        nodes_to_exclude=depthwise_nodes(float_file), calibrate_method=CalibrationMethod.MinMax)
-        float_file.unlink()
-        quantized = onnx.load(str(target))
-        for key, value in {**contract, "quantization": "int8 QDQ (onnxruntime static; depthwise convs float)"}.items():
-            entry = quantized.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.save(quantized, str(target))
+        write_int8_onnx(model, target, input_size, batches, contract)
         session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
         got = torch.from_numpy(session.run(None, {"images": held_out.numpy()})[0])
         report.agreement = (got.argmax(1) == expected.argmax(1)).float().mean().item()

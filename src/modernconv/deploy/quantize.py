@@ -2,8 +2,8 @@
 
 The model is captured with ``torch.export`` and quantized with PT2E and torchao's x86 Inductor quantizer:
 per-channel symmetric int8 weights, per-tensor uint8 activations whose ranges a histogram observer sets on
-calibration images (clipping rare outliers where that lowers the error), then lowered by Inductor to oneDNN's int8 convolutions and matmuls (VNNI or AMX where the CPU has
-them). Each conv and linear layer has a *role* read from the graph: what feeds it ("after LayerNorm", "after
+calibration images (clipping rare outliers where that lowers the error), then lowered by Inductor to oneDNN's
+int8 convolutions and matmuls (VNNI or AMX where the CPU has them). Each conv and linear layer has a *role* read from the graph: what feeds it ("after LayerNorm", "after
 GRN", ...), or "stem", "depthwise", "head". The layers whose role is in ``keep_float`` stay in float; the
 default, ``KEEP_FLOAT``, was chosen from the per-role sensitivity measured on each family (benchmarks/
 int8_sensitivity.py, RESULTS.md).
