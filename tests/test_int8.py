@@ -53,7 +53,7 @@ def test_every_precision_keeps_its_stated_tolerance_on_a_real_evaluation(precisi
     fast = optimize_for_inference(model, precision, compile=compiled, calibration=calibration)
     assert fast.precision == precision
     agree, error = agreement_and_error(fast, model, images)
-    assert agree >= AGREEMENT and error <= TOLERANCE[precision], (agree, error)
+    assert agree >= AGREEMENT[precision] and error <= TOLERANCE[precision], (agree, error)
     with torch.no_grad():
         fp32_top1 = (model(images).argmax(1) == labels).float().mean().item()
     assert fp32_top1 > 0.9  # a real model: the agreement above is about confident predictions too
@@ -200,13 +200,13 @@ def test_export_int8_writes_a_qdq_onnx_file_that_predicts_as_the_float_model(dig
     got = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
     with torch.no_grad():
         expected = model(images)
-    assert (got.argmax(1) == expected.argmax(1)).float().mean() >= AGREEMENT
+    assert (got.argmax(1) == expected.argmax(1)).float().mean() >= AGREEMENT["int8"]
 
 
 def test_export_int8_keeps_nothing_when_its_predictions_disagree(digits_model, tmp_path, monkeypatch, capsys):
     from modernconv.deploy import onnx_int8
 
-    monkeypatch.setattr(onnx_int8, "AGREEMENT", 1.01)  # no file can pass
+    monkeypatch.setattr(onnx_int8, "AGREEMENT", {"int8": 1.01})  # no file can pass
     modernconv.save_checkpoint(digits_model[0], tmp_path / "w.safetensors")
     out = tmp_path / "int8.onnx"
     assert main(["export", str(tmp_path / "w.safetensors"), str(out), "--int8", "--calibrate", "digits"]) == 2

@@ -200,8 +200,7 @@ def model_or_checkpoint(name_or_file: str, checkpoint: str | None, device: Any, 
     if checkpoint:
         raise UserError(f"{name_or_file} is a checkpoint file: give --checkpoint with a model name, or a checkpoint "
                         "file alone")
-    model, info = model_from_checkpoint(name_or_file, device)
-    model.data_config = info.preprocessing  # measure with the preprocessing it was trained with
+    model, info = model_from_checkpoint(name_or_file, device)  # with the preprocessing it was trained with
     model.class_names = info.class_names  # (what an exported file carries)
     return model
 

@@ -121,6 +121,6 @@ def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = 
         raise CheckpointError(f"{path} names {len(info.class_names)} classes but its classifier has {classes}; "
                               "its class names cannot be trusted")
     load_checkpoint(model, path, strict=True, require_head=not info.structure)
-    if info.task == "classification" and info.modality == "image" and "backbone" not in info.structure:
+    if "backbone" not in info.structure:  # (a backbone describes its inputs by the model it wraps)
         model.data_config = info.preprocessing  # its size and normalisation, as trained (not the variant's default)
     return model.to(device).eval(), info

@@ -4,8 +4,8 @@ The float ONNX file is written as ``export_model`` writes it, then quantized by 
 per-channel int8 weights and uint8 activations (min/max ranges) for the convolutions and matrix products, with the
 depthwise convolutions kept in float as on the PyTorch int8 path (``modernconv.deploy.quantize``: their int8 form
 loses speed); LayerNorm, GELU and GRN stay float. The int8 file is then run in onnxruntime on held-out images and
-kept only if its top-1 agrees with the float PyTorch model's on at least ``AGREEMENT`` of them (an int8 file
-cannot match float logits to an fp32 tolerance; its predictions can match).
+kept only if its top-1 agrees with the float PyTorch model's on at least ``AGREEMENT["int8"]`` of them (an int8
+file cannot match float logits to an fp32 tolerance; its predictions can match).
 """
 from __future__ import annotations
 
@@ -108,9 +108,9 @@ def export_int8_onnx(model: nn.Module, path: str | os.PathLike, input_size: tupl
         got = torch.from_numpy(session.run(None, {"images": held_out.numpy()})[0])
         report.agreement = (got.argmax(1) == expected.argmax(1)).float().mean().item()
         report.max_logit_error = ((got - expected).abs().max() / expected.abs().max()).item()
-        if report.agreement < AGREEMENT:
+        if report.agreement < AGREEMENT["int8"]:
             raise ExportError(f"the int8 file agrees with the float model on {100 * report.agreement:.1f}% of "
-                              f"{len(held_out)} held-out images (at least {100 * AGREEMENT:.0f}% needed); "
+                              f"{len(held_out)} held-out images (at least {100 * AGREEMENT['int8']:.0f}% needed); "
                               "nothing was written")
 
     _write_checked(Path(path), write_and_check)

@@ -3,10 +3,11 @@
 The model is captured with ``torch.export`` and quantized with PT2E and torchao's x86 Inductor quantizer:
 per-channel symmetric int8 weights, per-tensor uint8 activations whose ranges a histogram observer sets on
 calibration images (clipping rare outliers where that lowers the error), then lowered by Inductor to oneDNN's
-int8 convolutions and matmuls (VNNI or AMX where the CPU has them). Each conv and linear layer has a *role* read from the graph: what feeds it ("after LayerNorm", "after
-GRN", ...), or "stem", "depthwise", "head". The layers whose role is in ``keep_float`` stay in float; the
-default, ``KEEP_FLOAT``, was chosen from the per-role sensitivity measured on each family (benchmarks/
-int8_sensitivity.py, RESULTS.md).
+int8 convolutions and matmuls (VNNI or AMX where the CPU has them). Each conv and linear layer has a *role* read
+from the graph: what feeds it ("after LayerNorm", "after GRN", ...), or "stem", "depthwise", "head". The layers
+whose role is in ``keep_float`` stay in float; the default, ``KEEP_FLOAT``, was chosen from the per-role
+sensitivity measured on each family (benchmarks/int8_sensitivity.py) and the speed of each choice
+(benchmarks/bench_int8.py; both in RESULTS.md "int8").
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ with warnings.catch_warnings():
 
 ROLES = ("stem", "depthwise", "after LayerNorm", "after BatchNorm", "after GRN", "after activation",
          "after SE", "other", "head")
-KEEP_FLOAT = ("depthwise",)  # see RESULTS.md "int8": the one role whose int8 form loses speed
+KEEP_FLOAT = ("depthwise",)  # RESULTS.md "int8": no role costs accuracy; int8 depthwise convs cost speed
 MIN_CALIBRATION = 8  # fewer images give activation ranges that miss the data's spread
 _PASS_THROUGH = {"permute", "view", "reshape", "contiguous", "clone", "dropout", "flatten", "_unsafe_view"}
 _PRODUCER_ROLES = (("LayerNorm", "after LayerNorm"), ("BatchNorm", "after BatchNorm"),
@@ -123,6 +124,15 @@ def _plain_depthwise(model: nn.Module) -> nn.Module:
     return model
 
 
+def _explicit_padding(model: nn.Module) -> nn.Module:
+    """``model`` with each conv padded "same" (ConvMixer's) given the equal number per side instead (odd kernels,
+    stride 1: the same output), the conv form the quantizer takes."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d) and module.padding == "same" and all(k % 2 for k in module.kernel_size):
+            module.padding = tuple(d * (k - 1) // 2 for d, k in zip(module.dilation, module.kernel_size))
+    return model
+
+
 def export_graph(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
     """``model`` (eval mode, deploy form) captured by torch.export for any batch size."""
     batch = torch.export.Dim.AUTO
@@ -139,7 +149,7 @@ def quantize_int8(model: nn.Module, calibration: Any, keep_float: Sequence[str] 
     if unknown:
         raise ConfigError(f"keep_float takes roles among {', '.join(ROLES)}; got {', '.join(sorted(unknown))}")
     batches = calibration_batches(calibration, model.in_chans)
-    model = copy.deepcopy(model).eval()
+    model = _explicit_padding(copy.deepcopy(model).eval())
     if "depthwise" not in keep_float:
         model = _plain_depthwise(model)
     device = next(model.parameters()).device
