@@ -19,9 +19,14 @@ from torch.utils.data import DataLoader
 
 from modernconv.conversion import model_from_checkpoint
 from modernconv.data import build_split
-from modernconv.deploy.quantize import export_graph, first_images, layer_roles, quantize_int8, ROLES
+from modernconv.deploy.quantize import ROLES, export_graph, layer_roles, quantize_int8
 from modernconv.reparam import reparameterize
 from common import machine_line
+
+
+def first_images(loader: DataLoader, limit: int) -> torch.Tensor:
+    """The first ``limit`` images of a loader of (images, labels) batches, as one tensor."""
+    return torch.cat([images for images, _ in loader])[:limit]
 
 
 def logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:

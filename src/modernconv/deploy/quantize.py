@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -168,15 +168,3 @@ def quantize_int8(model: nn.Module, calibration: Any, keep_float: Sequence[str] 
     quantized.meta["input_size"] = tuple(batches[0].shape[1:])  # the graph's one image size
     return quantized
 
-
-def first_images(batches: Iterable[Any], limit: int) -> torch.Tensor:
-    """Up to ``limit`` images from a loader of (images, labels) batches, as one tensor."""
-    taken: list[torch.Tensor] = []
-    count = 0
-    for item in batches:
-        images = item[0] if isinstance(item, (tuple, list)) else item
-        taken.append(images[:limit - count])
-        count += len(taken[-1])
-        if count >= limit:
-            break
-    return torch.cat(taken) if taken else torch.empty(0)
