@@ -1,6 +1,8 @@
 """int8 and "auto" on the fast path: each precision keeps its stated tolerance on a real evaluation (a model
 trained on the digits), the layers the rule keeps in float stay float, bad calibration sets are one clear line,
 and "auto" keeps whichever path it measured faster."""
+import json
+
 import pytest
 import torch
 
@@ -155,7 +157,7 @@ def test_cli_int8_and_auto_on_eval_and_bench(digits_model, tmp_path, capsys):
     results = []
     for fast in ([], ["--fast", "int8", "--calibrate", "digits"]):
         assert main(["eval", "--checkpoint", ckpt, "--json", *fast]) == 0
-        results.append(__import__("json").loads(capsys.readouterr().out))
+        results.append(json.loads(capsys.readouterr().out))
     assert results[0]["count"] == results[1]["count"] == 359
     assert abs(results[0]["top1"] - results[1]["top1"]) <= 0.5
     assert main(["bench", "convnext_atto", "--input-size", "3", "32", "32", "--batch-size", "4", "--steps", "1",
@@ -189,6 +191,7 @@ def test_export_int8_writes_a_qdq_onnx_file_that_predicts_as_the_float_model(dig
     assert "int8 QDQ" in said and "top-1 agreement with the float model on 359 held-out images of digits" in said
     graph = onnx.load(str(out))
     meta = {p.key: p.value for p in graph.metadata_props}
+    assert len(meta) == len(graph.metadata_props)  # each key once
     assert meta["quantization"].startswith("int8 QDQ") and meta["model"] == "convnext_atto"
     made_by = {o: n for n in graph.graph.node for o in n.output}
     convs = [n for n in graph.graph.node if n.op_type == "Conv"]

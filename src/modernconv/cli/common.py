@@ -80,16 +80,18 @@ def fast_path(model: Any, args: argparse.Namespace, compile: bool = True, info: 
         return model
     from ..deploy import optimize_for_inference
 
+    from ..modalities import ModalityModel
+
+    task = info.task if info is not None else "classification"
+    if (args.calibrate or args.fast == "int8") and task != "classification":
+        raise UserError(f"int8 (--calibrate) applies to classification checkpoints; this one is for {task}")
     if args.fast == "int8" and not args.calibrate:
         raise UserError("--fast int8 needs --calibrate DATA: images like those to be served (a data folder or "
                         "digits), whose activation ranges set the int8 scales")
-    task = info.task if info is not None else "classification"
-    if args.calibrate and task != "classification":
-        raise UserError(f"--calibrate (int8) applies to classification checkpoints; this one is for {task}")
     calibration = calibration_data(model, args.calibrate, info, size) if args.calibrate else None
     fast = optimize_for_inference(model, args.fast, compile=compile and not args.no_compile,
                                   calibration=calibration, batch_size=args.batch_size)
-    network = fast.model if hasattr(fast, "adapter") else fast  # a modality model's network carries the choice
+    network = fast.model if isinstance(fast, ModalityModel) else fast  # (a modality model's network chose)
     if args.fast == "auto":
         print(f"fast path: {network.precision} ({network.reason})", file=sys.stderr, flush=True)
     return fast

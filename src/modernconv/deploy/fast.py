@@ -96,6 +96,7 @@ class FastInference(ModelWrapper):
         self.reason = reason  # why this precision ("auto"'s choice, or a fallback)
         self.dtype = torch.float32 if precision == "int8" else PRECISIONS[precision]
         self.device = next(model.parameters()).device
+        self.input_size = getattr(graph, "meta", {}).get("input_size")  # an int8 graph's one image size
         self.compiled = torch.compile(self.graph, dynamic=False) if compile else None  # frozen: see forward
         self.batch_size: int | None = None  # the one batch size the compiled graph runs
 
@@ -115,10 +116,9 @@ class FastInference(ModelWrapper):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = getattr(self.graph, "meta", {}).get("input_size")
-        if size is not None and tuple(x.shape[1:]) != size:
-            raise ConfigError(f"the int8 graph takes {'x'.join(map(str, size))} inputs (its calibration images' "
-                              f"size); got {'x'.join(map(str, x.shape[1:]))}")
+        if self.input_size is not None and tuple(x.shape[1:]) != self.input_size:
+            raise ConfigError(f"the int8 graph takes {'x'.join(map(str, self.input_size))} inputs (its calibration "
+                              f"images' size); got {'x'.join(map(str, x.shape[1:]))}")
         out_dtype = x.dtype if x.is_floating_point() else torch.float32
         # the graph always sees inference tensors, whether the caller runs under no_grad or inference_mode: one
         # compilation serves both (each would otherwise compile its own); weight freezing is set for the call,
@@ -128,7 +128,8 @@ class FastInference(ModelWrapper):
             if not x.is_inference():
                 x = x.clone(memory_format=torch.channels_last)
             out = self._run_compiled(x) if self.compiled is not None else self.graph(x)
-        return _each(out, lambda t: t.to(out_dtype).clone())  # ordinary tensors again for the caller
+        return _each(out, lambda t: _ordinary(t.to(out_dtype)))
+
 
     def _run_compiled(self, x: torch.Tensor) -> torch.Tensor:
         """Run the compiled graph at its one batch size: pad smaller batches, split larger ones."""
@@ -157,6 +158,12 @@ class FastInference(ModelWrapper):
 def _each(out: torch.Tensor | list[torch.Tensor], apply: Any) -> torch.Tensor | list[torch.Tensor]:
     """``apply`` to a model's output: one tensor, or each map of a ``features_only`` backbone's list."""
     return apply(out) if isinstance(out, torch.Tensor) else [apply(t) for t in out]
+
+
+def _ordinary(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as an ordinary tensor for the caller (an inference tensor cannot be changed in place outside
+    inference mode); a cast made outside it already is one."""
+    return t.clone() if t.is_inference() else t
 
 
 def optimize_for_inference(model: nn.Module, dtype: str = "auto", compile: bool = True,

@@ -64,11 +64,12 @@ def write_int8_onnx(model: nn.Module, target: Path, input_size: tuple[int, int, 
                     contract: Mapping[str, str]) -> None:
     """The int8 QDQ ONNX file of ``model`` (deploy form, eval mode) at ``target``, calibrated on ``batches``,
     unchecked (``export_int8_onnx`` checks it)."""
-    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     exported, float_file = target.with_name(target.stem + ".export.onnx"), target.with_name(target.stem + ".float.onnx")
-    _write_onnx(model, torch.randn(2, *input_size), exported, contract)
+    # the metadata written here passes through onnxruntime's pre-processing and quantization into the int8 file
+    _write_onnx(model, torch.randn(2, *input_size), exported,
+                {**contract, "quantization": "int8 QDQ (onnxruntime static; depthwise convs float)"})
     quant_pre_process(str(exported), str(float_file))  # shapes inferred, graph optimised: what quantizes well
     exported.unlink()
     quantize_static(str(float_file), str(target), _calibration_reader("images", list(torch.cat(batches).split(32))),
@@ -76,11 +77,6 @@ def write_int8_onnx(model: nn.Module, target: Path, input_size: tuple[int, int, 
                     weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "MatMul", "Gemm"],
                     nodes_to_exclude=depthwise_nodes(float_file), calibrate_method=CalibrationMethod.MinMax)
     float_file.unlink()
-    quantized = onnx.load(str(target))
-    for key, value in {**contract, "quantization": "int8 QDQ (onnxruntime static; depthwise convs float)"}.items():
-        entry = quantized.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(quantized, str(target))
 
 
 def export_int8_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int, int, int],
