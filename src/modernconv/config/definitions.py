@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import os
 import typing
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ MODALITY_RECIPES = {"audio": "configs/audio_spoken_digits.yaml", "video": "confi
 DETECTOR_KINDS = ("mask_rcnn", "cascade_mask_rcnn", "faster_rcnn", "retinanet", "fcos")  # modernconv.dense.DETECTORS
 IMAGE_ONLY = ("hflip", "randaugment_magnitude", "auto_augment", "color_jitter", "random_erasing", "mixup", "cutmix",
               "layer_decay")  # options that act on images (or, for layer decay, on the image network's layers)
+TRACKERS = ("mlflow", "wandb")  # experiment trackers a run can report to (modernconv.engine.trackers)
 MAX_WORKERS = 256
 RESUME_MODES = ("false", "true", "auto")  # start a run; continue one; continue one when there is one, else start
 
@@ -166,6 +168,9 @@ class RunConfig:
     log_every_steps: int = option(10, "log loss, lr, images/s (and grad norm) every N optimizer steps",
                                   check=">=1")
     progress: bool = option(True, "progress: a bar on a terminal, else a plain line every log_every_steps steps")
+    log_to: str | None = option(None, "also report to experiment trackers through their libraries: mlflow, wandb "
+                                      "or mlflow,wandb (their own settings: MLFLOW_TRACKING_URI, wandb login or "
+                                      "WANDB_MODE=offline)")
 
     def init_file(self) -> str | None:
         """``init`` as a file to load: a released weights name (``convnext_atto.d2_in1k``) is resolved through the
@@ -182,10 +187,22 @@ class RunConfig:
             return self.init
         return self.init if release is None else str(locate(release))
 
+    def trackers(self) -> tuple[str, ...]:
+        """``log_to`` (``"mlflow,wandb"``) as tracker names, each known and installed (else one line)."""
+        names = tuple(dict.fromkeys(n.strip() for n in (self.log_to or "").split(",") if n.strip()))
+        for name in names:
+            if name not in TRACKERS:
+                raise ConfigError(f"log_to: unknown tracker {name!r} (one or more of {', '.join(TRACKERS)}, "
+                                  "comma-separated)")
+            if importlib.util.find_spec(name) is None:
+                raise ConfigError(f"log_to {name} needs the {name} package: pip install {name}")
+        return names
+
     def validate(self) -> "RunConfig":
         """Raise ConfigError with a clear message for impossible values or combinations."""
         for f in dataclasses.fields(self):
             _check_field(f, getattr(self, f.name))
+        self.trackers()
         if self.scale[0] > self.scale[1]:
             raise ConfigError(f"scale must be two numbers 0 < min <= max <= 1, got {list(self.scale)}")
         if self.warmup_epochs > self.epochs:
@@ -386,7 +403,7 @@ class PretrainConfig(FCMAEOptions, RunConfig):
 CONFIG_KINDS: tuple[type[RunConfig], ...] = (TrainConfig, PretrainConfig)
 # what a resumed run may set differently from its saved config.yaml: where and how it runs, not what it learns
 RESUME_MAY_CHANGE = frozenset({"resume", "output", "epochs", "iters", "device", "workers", "compile", "progress",
-                               "log_every_steps", "save_every_steps", "save_every_minutes"})
+                               "log_every_steps", "save_every_steps", "save_every_minutes", "log_to"})
 
 
 def resume_changes(saved: RunConfig, given: RunConfig) -> list[str]:

@@ -1,5 +1,5 @@
 """A run's written record: per-epoch metrics as JSONL and CSV, per-step scalars as JSONL (TensorBoard when
-installed), and a PNG of the curves."""
+installed), and a PNG of the curves; the same rows to the experiment trackers the run names."""
 from __future__ import annotations
 
 import csv
@@ -10,6 +10,7 @@ from typing import Any
 
 from ..files import atomic_write_text, read_jsonl_rows
 from ..plots import plot_curves
+from .trackers import Trackers
 
 try:
     from torch.utils.tensorboard import SummaryWriter
@@ -20,11 +21,12 @@ except ImportError:  # tensorboard is optional
 class Logbook:
     """Appends one row of metrics per epoch and redraws the curves."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
+    def __init__(self, run_dir: Path, trackers: Trackers | None = None) -> None:
+        self.run_dir, self.trackers = run_dir, trackers
         self.jsonl = run_dir / "metrics.jsonl"
         self.steps = run_dir / "metrics_steps.jsonl"
         self.csv = run_dir / "metrics.csv"
+        self.curves = run_dir / "curves.png"
         self.tensorboard = SummaryWriter(str(run_dir / "tensorboard")) if SummaryWriter else None
 
     def rows(self) -> list[dict[str, Any]]:
@@ -51,6 +53,8 @@ class Logbook:
             for key, value in row.items():
                 if key not in ("step", "epoch"):
                     self.tensorboard.add_scalar(f"step/{key}", value, row["step"])
+        if self.trackers is not None:
+            self.trackers.log(row, row["step"], per_step=True)
 
     def log(self, row: dict[str, Any]) -> None:
         with self.jsonl.open("a") as f:
@@ -62,7 +66,16 @@ class Logbook:
                 if isinstance(value, (int, float)) and key != "epoch":
                     self.tensorboard.add_scalar(key, value, row["epoch"])
             self.tensorboard.flush()
-        plot_curves(rows, self.run_dir / "curves.png")
+        plot_curves(rows, self.curves)
+        if self.trackers is not None:
+            self.trackers.log(row, row["epoch"])
+
+    def close(self, ok: bool, files: tuple[Path, ...] = (), best: dict[str, float] | None = None) -> None:
+        """End the trackers' runs (``ok``: the run finished, else it stopped early) with the run's ``best`` scores
+        as their summary, uploading the curves, the metrics table and ``files``."""
+        if self.trackers is not None:
+            self.trackers.finish(ok, (self.curves, self.csv, *files), best or {})
+            self.trackers = None
 
     def _write_csv(self, rows: list[dict[str, Any]]) -> None:
         keys = list(dict.fromkeys(k for r in rows for k in r))

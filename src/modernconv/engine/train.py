@@ -31,6 +31,7 @@ from .distributed import (all_reduce_max, barrier, broadcast_buffers, broadcast_
                           init_distributed, shutdown)
 from .ema import build_ema
 from .logbook import Logbook
+from .trackers import Trackers
 from .run_folder import check_run_dir, create_run_dir
 from .signals import StopRequest, stop_requests
 from .state import (BEST_FILE, CONFIG_FILE, LAST_FILE, SUMMARY_FILE, Progress, load_run_state, rng_state,
@@ -412,6 +413,10 @@ class Trainer:
                 summary = {**self.summary(), "start": self._start_line(progress)}
                 atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1))
             tqdm.write(self._summary_lines(summary))
+            if cfg.trackers():
+                logbook.trackers = Trackers(cfg.trackers(), self.run_dir, {**cfg.to_dict(), "run": summary},
+                                            {"model": cfg.model, "task": self.task.name,
+                                             "run_dir": str(self.run_dir)}, self.resuming)
             skipped = self.data.skipped
             if skipped:
                 samples = get_modality(getattr(cfg, "modality", IMAGE)).samples
@@ -419,29 +424,38 @@ class Trainer:
         row: dict = {}
         started, first_epoch = time.perf_counter(), progress.epoch
         self.saved_at = time.monotonic()  # the clock of save_every_minutes
-        with stop_requests() as stop, self._worker_deaths():
-            for epoch in range(progress.epoch, self.epochs):
-                if progress.batches_done == 0:  # a fresh epoch; a mid-epoch resume restored the RNG instead
-                    seed_all(_epoch_seed(cfg.seed, epoch, self.dist.rank))
-                row = {"epoch": epoch + 1, **self._train_epoch(epoch, progress, stop),  # numbered from 1
-                       **self.task.train_metrics(self.ctx)}
-                progress.epoch, progress.batches_done = epoch + 1, 0
-                for module in (self.model, *([self.ema.module] if self.ema is not None else [])):
-                    broadcast_buffers(module, self.dist)  # one model on every process for evaluating and saving
-                self._check_finite(progress)
-                with self._storage_errors():
-                    self._evaluate(row, progress)
-                    self.task.end_epoch(self.ctx, self.model, row)
+        try:
+            with stop_requests() as stop, self._worker_deaths():
+                for epoch in range(progress.epoch, self.epochs):
+                    if progress.batches_done == 0:  # a fresh epoch; a mid-epoch resume restored the RNG instead
+                        seed_all(_epoch_seed(cfg.seed, epoch, self.dist.rank))
+                    row = {"epoch": epoch + 1, **self._train_epoch(epoch, progress, stop),  # numbered from 1
+                           **self.task.train_metrics(self.ctx)}
+                    progress.epoch, progress.batches_done = epoch + 1, 0
+                    for module in (self.model, *([self.ema.module] if self.ema is not None else [])):
+                        broadcast_buffers(module, self.dist)  # one model on every process to evaluate, save
+                    self._check_finite(progress)
+                    with self._storage_errors():
+                        self._evaluate(row, progress)
+                        self.task.end_epoch(self.ctx, self.model, row)
+                        if logbook:
+                            logbook.log(row)  # before the checkpoint: a resume re-runs, re-logs an unsaved epoch
+                    self._save(progress)
                     if logbook:
-                        logbook.log(row)  # before the checkpoint: a resume re-runs (and re-logs) an unsaved epoch
-                self._save(progress)
-                if logbook:
-                    tqdm.write(self._epoch_line(row, started, first_epoch))
-                if cfg.patience and progress.best_epoch and epoch + 1 - progress.best_epoch >= cfg.patience:
-                    if logbook:
-                        tqdm.write(f"no better val {self.metric} in {cfg.patience} epochs (best "
-                                   f"{progress.best_score:.4g} at epoch {progress.best_epoch}): stopped early")
-                    break
+                        tqdm.write(self._epoch_line(row, started, first_epoch))
+                    if cfg.patience and progress.best_epoch and epoch + 1 - progress.best_epoch >= cfg.patience:
+                        if logbook:
+                            tqdm.write(f"no better val {self.metric} in {cfg.patience} epochs (best "
+                                       f"{progress.best_score:.4g} at epoch {progress.best_epoch}): stopped early")
+                        break
+        except BaseException:
+            if logbook:
+                logbook.close(ok=False)
+            raise
+        if logbook:
+            best = ({f"best_val_{self.metric}": progress.best_score, "best_epoch": progress.best_epoch}
+                    if progress.best_score is not None else {})
+            logbook.close(ok=True, files=(self.run_dir / CONFIG_FILE, self.run_dir / SUMMARY_FILE), best=best)
         line = (self.task.result_line(progress.best_score, progress.best_epoch, row, self.run_dir)
                 if self.metric == self.task.metric or progress.best_score is None else
                 f"best val {self.metric} {progress.best_score:.4g} at epoch {progress.best_epoch}")
