@@ -232,8 +232,9 @@ def test_an_encoder_only_checkpoint_exports_its_pooled_features_as_timm_would(tm
 
 
 def test_a_users_onnxruntime_loop_needs_only_the_file_and_gives_predicts_answers(tmp_path, capsys):
-    """The newcomer's path: train on a folder, export (checked on the folder's own images), then run the ONNX
-    file as a user would, with only what it carries (class names, preprocessing): predict's classes and scores."""
+    """The newcomer's path: train on a folder, evaluate it, export (checked on the folder's own images), then run
+    the ONNX file as a user would, with only what it carries (class names, preprocessing): predict's classes and
+    scores."""
     import onnx
     from PIL import Image
     from test_train import QUICK, make_folder
@@ -242,6 +243,11 @@ def test_a_users_onnxruntime_loop_needs_only_the_file_and_gives_predicts_answers
     options = {**QUICK, "data": str(data), "epochs": 1, "batch_size": 4}
     assert main(["train", "--output", str(run), *[f"--{k.replace('_', '-')}={v}" for k, v in options.items()]]) == 0
     checkpoint = run / "best.safetensors"
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    logged = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert evaluated["top1"] == pytest.approx(logged["val_top1"])  # eval sees the run's held-out images
     assert main(["export", str(checkpoint), str(tmp_path / "m.onnx"), "--data", str(data), "--images", "4"]) == 0
     assert "4 real images" in capsys.readouterr().out
     files = sorted(str(p) for p in (data / "val").rglob("*.png"))

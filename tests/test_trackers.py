@@ -119,7 +119,8 @@ def test_wandb_offline_gets_the_config_and_every_epoch(tmp_path, monkeypatch):
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert run.display_name == "run" and run.project == "modernconv"
     assert run.run_id == json.loads((result.run_dir / "trackers.json").read_text())["wandb"]
-    config = {k: v for r in records if r.WhichOneof("record_type") == "config" for k, v in named(r.config.update).items()}
+    config = {k: v for r in records if r.WhichOneof("record_type") == "config"
+              for k, v in named(r.config.update).items()}
     assert config["model"] == "convnext_atto" and config["epochs"] == "2"
     logged = [named(r.history.item) for r in records if r.WhichOneof("record_type") == "history"]
     epochs = [h for h in logged if "val_top1" in h]
