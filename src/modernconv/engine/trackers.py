@@ -9,7 +9,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..errors import ConfigError
 from ..files import atomic_write_text
@@ -140,7 +140,7 @@ class Trackers:
                 self.finish(ok=False)  # the ones already started
                 first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 raise ConfigError(f"log_to {name}: could not start its run: {first} ({HINTS[name]})") from None
-        atomic_write_text(ids_file, json.dumps({k: t.run_id for k, t in self.active.items()}))
+        atomic_write_text(ids_file, json.dumps({**ids, **{k: t.run_id for k, t in self.active.items()}}))
 
     def log(self, row: dict[str, Any], step: int, per_step: bool = False) -> None:
         """One per-epoch row (``step``: its epoch) or per-step row (``step``: the optimizer step)."""
@@ -159,7 +159,7 @@ class Trackers:
         self._each(close)
         self.active = {}
 
-    def _each(self, action: Any) -> None:
+    def _each(self, action: Callable[[Tracker], None]) -> None:
         for name, tracker in list(self.active.items()):
             try:
                 action(tracker)
