@@ -98,6 +98,19 @@ def test_the_roles_kept_in_float_stay_float_and_the_rest_is_int8():
         quantize_int8(model, calibration, keep_float=["layernorm"])
 
 
+@pytest.mark.parametrize("step", ["resnet50", "depthwise", "gelu", "fewer_activations", "separate_downsampling"])
+def test_every_kind_of_roadmap_block_quantizes(step):
+    """ResNet's block applies its activation three times; one module called at three places once made the
+    quantizer's pattern matching fail on the roadmap's ResNet steps."""
+    model = reparameterize(modernconv.create_model("resnet50_to_convnext_t", step=step, num_classes=10)).eval()
+    calibration = torch.randn(8, 3, 32, 32)
+    graph = quantize_int8(model, calibration)
+    roles = layer_roles(export_graph(model, calibration[:2]))
+    assert weight_is_quantized(graph) == {path: role not in KEEP_FLOAT for path, role in roles.items()}
+    with torch.no_grad():
+        assert graph(calibration).shape == (8, 10)
+
+
 @pytest.mark.parametrize("calibration, message", [
     ([], "at least 8 calibration images"),
     (torch.randn(4, 3, 32, 32), "at least 8 calibration images to measure activation ranges; got 4"),

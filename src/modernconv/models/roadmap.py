@@ -141,8 +141,10 @@ class RoadmapBlock(nn.Module):
         inner, k = design.inner_dim(dim), design.kernel_size
         spatial = 0 if design.dw_first else 1  # which of the three convs is the kxk one
         widths = (in_dim, in_dim, inner, dim) if design.dw_first else (in_dim, inner, inner, dim)
-        self.acts = (1,) if design.one_act else (0, 1)  # after which convs (and their norms) an activation runs
-        self.act_after_add = not design.one_act
+        # an activation after the first two convs (and their norms) and after the sum, or after the middle conv alone;
+        # each its own module (one module called at several places is one partition to torch.export's consumers,
+        # which the int8 quantizer refuses)
+        acts = (1,) if design.one_act else (0, 1)
         for i in range(3):
             c_in, c_out = widths[i], widths[i + 1]
             has_norm = i == 0 or not design.one_norm
@@ -154,26 +156,21 @@ class RoadmapBlock(nn.Module):
                 conv = nn.Conv2d(c_in, c_out, 1, bias=bias)
             self.add_module(f"conv{i + 1}", conv)
             self.add_module(f"norm{i + 1}", _norm(design.norm, c_out) if has_norm else nn.Identity())
-        self.act = _act(design.act)
+        self.act1 = _act(design.act) if 0 in acts else nn.Identity()
+        self.act2 = _act(design.act) if 1 in acts else nn.Identity()
+        self.act_out = nn.Identity() if design.one_act else _act(design.act)
         self.gamma = layer_scale(dim, layer_scale_init_value)
         self.drop_path = DropPath(drop_path)
         self.downsample = (_projection(in_dim, dim, stride, design.norm) if stride != 1 or in_dim != dim
                            else nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.norm1(self.conv1(x))  # (unrolled: TorchScript calls no module taken from a tuple)
-        if 0 in self.acts:
-            y = self.act(y)
-        y = self.norm2(self.conv2(y))
-        if 1 in self.acts:
-            y = self.act(y)
+        y = self.act1(self.norm1(self.conv1(x)))
+        y = self.act2(self.norm2(self.conv2(y)))
         y = self.norm3(self.conv3(y))
-        if 2 in self.acts:
-            y = self.act(y)
         if self.gamma is not None:
             y = y * self.gamma.view(-1, 1, 1)
-        y = self.drop_path(y) + self.downsample(x)
-        return self.act(y) if self.act_after_add else y
+        return self.act_out(self.drop_path(y) + self.downsample(x))
 
 
 class RoadmapStage(nn.Module):
