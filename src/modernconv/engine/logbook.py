@@ -21,8 +21,9 @@ except ImportError:  # tensorboard is optional
 class Logbook:
     """Appends one row of metrics per epoch and redraws the curves."""
 
-    def __init__(self, run_dir: Path, trackers: Trackers | None = None) -> None:
-        self.run_dir, self.trackers = run_dir, trackers
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.trackers: Trackers | None = None  # the run's experiment trackers, once it has started them
         self.jsonl = run_dir / "metrics.jsonl"
         self.steps = run_dir / "metrics_steps.jsonl"
         self.csv = run_dir / "metrics.csv"

@@ -31,12 +31,12 @@ from .distributed import (all_reduce_max, barrier, broadcast_buffers, broadcast_
                           init_distributed, shutdown)
 from .ema import build_ema
 from .logbook import Logbook
-from .trackers import Trackers
 from .run_folder import check_run_dir, create_run_dir
 from .signals import StopRequest, stop_requests
 from .state import (BEST_FILE, CONFIG_FILE, LAST_FILE, SUMMARY_FILE, Progress, load_run_state, rng_state,
                     save_run_state, set_rng_state)
 from .task import RunContext, Task
+from .trackers import Trackers
 
 
 @dataclass
