@@ -141,10 +141,6 @@ class RoadmapBlock(nn.Module):
         inner, k = design.inner_dim(dim), design.kernel_size
         spatial = 0 if design.dw_first else 1  # which of the three convs is the kxk one
         widths = (in_dim, in_dim, inner, dim) if design.dw_first else (in_dim, inner, inner, dim)
-        # an activation after the first two convs (and their norms) and after the sum, or after the middle conv alone;
-        # each its own module (one module called at several places is one partition to torch.export's consumers,
-        # which the int8 quantizer refuses)
-        acts = (1,) if design.one_act else (0, 1)
         for i in range(3):
             c_in, c_out = widths[i], widths[i + 1]
             has_norm = i == 0 or not design.one_norm
@@ -156,8 +152,11 @@ class RoadmapBlock(nn.Module):
                 conv = nn.Conv2d(c_in, c_out, 1, bias=bias)
             self.add_module(f"conv{i + 1}", conv)
             self.add_module(f"norm{i + 1}", _norm(design.norm, c_out) if has_norm else nn.Identity())
-        self.act1 = _act(design.act) if 0 in acts else nn.Identity()
-        self.act2 = _act(design.act) if 1 in acts else nn.Identity()
+        # an activation after the first two convs (and their norms) and after the sum, or after the middle conv alone;
+        # each its own module (one module called at several places is one partition to torch.export's consumers,
+        # which the int8 quantizer refuses)
+        self.act1 = nn.Identity() if design.one_act else _act(design.act)
+        self.act2 = _act(design.act)
         self.act_out = nn.Identity() if design.one_act else _act(design.act)
         self.gamma = layer_scale(dim, layer_scale_init_value)
         self.drop_path = DropPath(drop_path)
