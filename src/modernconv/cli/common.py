@@ -202,9 +202,7 @@ def model_or_checkpoint(name_or_file: str, checkpoint: str | None, device: Any, 
     if checkpoint:
         raise UserError(f"{name_or_file} is a checkpoint file: give --checkpoint with a model name, or a checkpoint "
                         "file alone")
-    model, info = model_from_checkpoint(name_or_file, device)  # with the preprocessing it was trained with
-    model.class_names = info.class_names  # (what an exported file carries)
-    return model
+    return model_from_checkpoint(name_or_file, device)[0]  # with its preprocessing and classes, as trained
 
 
 def free_path(path: str, force: bool) -> Path:

@@ -123,4 +123,5 @@ def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = 
     load_checkpoint(model, path, strict=True, require_head=not info.structure)
     if "backbone" not in info.structure:  # (a backbone describes its inputs by the model it wraps)
         model.data_config = info.preprocessing  # its size and normalisation, as trained (not the variant's default)
+        model.class_names = info.class_names  # (what save_checkpoint and an exported file carry on)
     return model.to(device).eval(), info

@@ -130,7 +130,6 @@ class FastInference(ModelWrapper):
             out = self._run_compiled(x) if self.compiled is not None else self.graph(x)
         return _each(out, lambda t: _ordinary(t.to(out_dtype)))
 
-
     def _run_compiled(self, x: torch.Tensor) -> torch.Tensor:
         """Run the compiled graph at its one batch size: pad smaller batches, split larger ones."""
         n = x.shape[0]

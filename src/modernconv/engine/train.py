@@ -413,8 +413,9 @@ class Trainer:
                 summary = {**self.summary(), "start": self._start_line(progress)}
                 atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1))
             tqdm.write(self._summary_lines(summary))
-            if cfg.trackers():
-                logbook.trackers = Trackers(cfg.trackers(), self.run_dir, {**cfg.to_dict(), "run": summary},
+            trackers = cfg.trackers()
+            if trackers:
+                logbook.trackers = Trackers(trackers, self.run_dir, {**cfg.to_dict(), "run": summary},
                                             {"model": cfg.model, "task": self.task.name,
                                              "run_dir": str(self.run_dir)}, self.resuming)
             skipped = self.data.skipped
