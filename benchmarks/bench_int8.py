@@ -42,7 +42,9 @@ def onnxruntime_step(path: Path, x: torch.Tensor):
     return lambda: session.run(None, feed)
 
 
-def openvino_steps(model: torch.nn.Module, x: torch.Tensor, calibration: torch.Tensor) -> dict:
+def openvino_steps(model: torch.nn.Module, x: torch.Tensor, calibration: torch.Tensor, profile: bool) -> dict:
+    """OpenVINO's default precision and NNCF int8, ready to time; ``profile`` also prints where NNCF int8's time
+    goes (OpenVINO's per-layer counters)."""
     import nncf
     import openvino
 
@@ -58,21 +60,43 @@ def openvino_steps(model: torch.nn.Module, x: torch.Tensor, calibration: torch.T
         steps[label] = (lambda r=request, f=feed: r.infer({0: f}))
         if label == "OpenVINO default":
             print(f"  OpenVINO's default precision here: {compiled.get_property('INFERENCE_PRECISION_HINT')}")
+    if profile:
+        profiled = core.compile_model(quantized, "CPU", {**config, "PERF_COUNT": True})
+        print(f"  OpenVINO int8 (NNCF): {openvino_share(profiled, x)}")
     return steps
 
 
-def float_share(fast: torch.nn.Module, x: torch.Tensor) -> str:
-    """The share of a compiled int8 forward's CPU time in kernels other than oneDNN's int8 conv/matmul."""
+def openvino_share(compiled, x: torch.Tensor, calls: int = 10) -> str:
+    """The largest kinds of layer in a compiled OpenVINO model's time: share and milliseconds per call."""
+    request = compiled.create_infer_request()
+    totals: dict[str, float] = {}
+    for _ in range(calls):
+        request.infer({0: np.ascontiguousarray(x.numpy())})
+    for layer in request.profiling_info:  # the last call's counters
+        kind = f"{layer.node_type} ({layer.exec_type})"
+        totals[kind] = totals.get(kind, 0.0) + layer.real_time.total_seconds() * 1e3
+    total = sum(totals.values())
+    top = sorted(totals.items(), key=lambda kv: -kv[1])[:5]
+    return f"{total:.2f} ms per call; " + ", ".join(f"{k} {v / total:.0%} ({v:.2f} ms)" for k, v in top)
+
+
+def float_share(fast: torch.nn.Module, x: torch.Tensor, calls: int = 3) -> str:
+    """The share of a compiled int8 forward's CPU time in kernels other than oneDNN's int8 conv/matmul, and the
+    largest of those kernels (share, milliseconds per call). ``fast`` is compiled here, with a profiler record
+    around each kernel its C++ wrapper calls (which the profiler does not see otherwise)."""
+    with torch._inductor.config.patch({"cpp.enable_kernel_profile": True}):
+        fast(x)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        for _ in range(3):
+        for _ in range(calls):
             fast(x)
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
-    int8 = sum(e.self_cpu_time_total for e in events if e.key.startswith(("onednn::qconv", "onednn::qlinear")))
-    top = sorted((e for e in events if not e.key.startswith(("onednn::qconv", "onednn::qlinear"))),
-                 key=lambda e: -e.self_cpu_time_total)[:4]
-    return (f"int8 kernels {int8 / total:.0%}, the rest {1 - int8 / total:.0%} (largest: " +
-            ", ".join(f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in top) + ")")
+    is_int8 = lambda e: "qconv_pointwise" in e.key or "qlinear_pointwise" in e.key  # from C++ or Python
+    int8 = sum(e.self_cpu_time_total for e in events if is_int8(e))
+    top = sorted((e for e in events if not is_int8(e)), key=lambda e: -e.self_cpu_time_total)[:4]
+    return (f"{total / calls / 1e3:.2f} ms per call; int8 kernels {int8 / total:.0%}, the rest {1 - int8 / total:.0%}"
+            " (largest: " + ", ".join(f"{e.key} {e.self_cpu_time_total / total:.0%} "
+                                     f"({e.self_cpu_time_total / calls / 1e3:.2f} ms)" for e in top) + ")")
 
 
 def main() -> None:
@@ -104,14 +128,15 @@ def main() -> None:
             if not args.no_peers:
                 steps["onnxruntime fp32"] = onnxruntime_step(folder / "fp32.onnx", x)
                 steps["onnxruntime int8 (QDQ)"] = onnxruntime_step(folder / "int8.onnx", x)
-                steps.update(openvino_steps(reparameterize(model).eval(), x, calibration))
+                steps.update(openvino_steps(reparameterize(model).eval(), x, calibration, args.profile))
             times = interleaved(steps, args.rounds, args.steps, warmup=3)
             for label, seconds in times.items():
                 ratios = [s / i for s, i in zip(seconds, times["ours int8"])]
                 print(f"| {name} | {batch} | {label} | {batch / statistics.median(seconds):.1f} | "
                       f"{statistics.median(ratios):.2f} | {min(ratios):.2f}-{max(ratios):.2f} |", flush=True)
             if args.profile:
-                print(f"  {name} batch {batch}, ours int8: {float_share(int8, x)}", flush=True)
+                profiled = optimize_for_inference(model, "int8", calibration=calibration, batch_size=batch)
+                print(f"  {name} batch {batch}, ours int8: {float_share(profiled, x)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,12 @@
 ``optimize_for_inference`` re-parameterises the model (the deploy form), puts it in channels-last memory, runs
 it in the chosen precision, and compiles it with Inductor with weight freezing (constant-folded, pre-packed
 oneDNN weights on CPU; LayerNorm, GRN's reductions and scale, GELU and the depthwise conv's epilogue fused into
-the neighbouring kernels; on CPU a C++ wrapper calls the kernels, with no Python call per layer: 1.03-1.14x as fast
-at batch 1, RESULTS.md "The C++ wrapper"). Precisions: bf16 or fp16 weights where the device computes them natively (CPUs with
-AVX512-BF16 or AMX, CUDA GPUs; fp32 elsewhere, with a warning); int8 on x86 CPUs from calibration images
-(``modernconv.deploy.quantize``); "auto" picks by ``choose_precision``. The result takes and returns what the
-model did (float32 N,C,H,W in, float32 logits out) and keeps the model's ``num_classes``, ``in_chans`` and
-``data_config``.
+the neighbouring kernels; on CPU a C++ wrapper calls the kernels, with no Python call per layer: 1.03-1.14x as
+fast at batch 1, RESULTS.md "The C++ wrapper"). Precisions: bf16 or fp16 weights where the device computes them
+natively (CPUs with AVX512-BF16 or AMX, CUDA GPUs; fp32 elsewhere, with a warning); int8 on x86 CPUs from
+calibration images (``modernconv.deploy.quantize``); "auto" picks by ``choose_precision``. The result takes and
+returns what the model did (float32 N,C,H,W in, float32 logits out) and keeps the model's ``num_classes``,
+``in_chans`` and ``data_config``.
 
 Compiling costs tens of seconds once; it pays over many batches (``eval``, serving), not for a handful of
 images. The compiled graph is specialised to one batch size: smaller batches are padded to it and larger ones
